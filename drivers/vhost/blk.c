@@ -1,0 +1,1002 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vhost-blk: an in-kernel virtio-blk data plane.
+ *
+ * Each open of /dev/vhost-blk is one virtio-blk device.  The vhost worker
+ * pops requests from the guest's split rings, turns them into bios on the
+ * attached block device and submits them.  Bio completion only records the
+ * result and hands the request back to the worker, which writes the status
+ * byte, fills the used ring and signals the guest.
+ *
+ * Contexts, see Documentation/vhost-blk.rst ("Design"):
+ *  - eventfd wake-up (vCPU exit path): vhost core only, queues handle_kick.
+ *  - vhost worker: everything that touches guest memory or the rings.
+ *  - bio end_io (irq/softirq): vhost_blk_bio_end_io(), records and queues.
+ *
+ * The barrier comments name the steps of the model in
+ * tests/model/vhost_blk.pml (K* = kick/submit side, C* = completion side).
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/llist.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/uio.h>
+#include <linux/vhost.h>
+#include <linux/virtio_blk.h>
+#include <linux/vhost_blk.h>
+
+#include "vhost.h"
+#include "blk_compat.h"
+
+#define VHOST_BLK_FEATURES (VHOST_FEATURES |				\
+			    BIT_ULL(VIRTIO_BLK_F_FLUSH) |		\
+			    BIT_ULL(VIRTIO_BLK_F_DISCARD) |		\
+			    BIT_ULL(VIRTIO_BLK_F_WRITE_ZEROES) |	\
+			    BIT_ULL(VIRTIO_BLK_F_RO) |			\
+			    BIT_ULL(VIRTIO_BLK_F_MQ))
+
+/* Requests and bytes one kick may take before the worker serves others. */
+/* Iovecs per chain; also the size of vq->heads, the used-entry batch. */
+#define VHOST_BLK_IOV_LIMIT	UIO_MAXIOV
+#define VHOST_BLK_WEIGHT	256
+#define VHOST_BLK_BYTE_WEIGHT	(16U << 20)
+
+#define VHOST_BLK_HDR_BYTES	sizeof(struct virtio_blk_outhdr)
+#define VHOST_BLK_SEG_BYTES	sizeof(struct virtio_blk_discard_write_zeroes)
+
+struct vhost_blk_backend {
+	struct file *file;
+	struct block_device *bdev;
+	bool ro;
+};
+
+struct vhost_blk;
+
+struct vhost_blk_vq {
+	struct vhost_virtqueue vq;
+	struct vhost_blk *blk;
+	/* Requests whose bios have all ended, waiting for the worker. */
+	struct llist_head done;
+	struct vhost_work complete_work;
+};
+
+struct vhost_blk {
+	struct vhost_dev dev;
+	/* Attached backend; changed under dev.mutex and every vq mutex. */
+	struct vhost_blk_backend *backend;
+	/* Protects inflight and serial. */
+	spinlock_t lock;
+	/* Requests submitted whose bios have not all ended yet. */
+	unsigned int inflight;
+	wait_queue_head_t idle_wait;
+	u8 serial[VHOST_BLK_SERIAL_BYTES];
+	bool readonly;
+	struct vhost_blk_vq vqs[VHOST_BLK_MAX_VQS];
+};
+
+struct vhost_blk_req {
+	struct llist_node node;
+	struct vhost_blk_vq *bvq;
+	u16 head;
+	/* VIRTIO_BLK_S_*; bios may lower it to an error until published. */
+	u8 status;
+	bool zero_copy;
+	/* Bios still in flight, plus one while submission is running. */
+	atomic_t pending;
+	/* used.len reported to the guest when the request succeeds. */
+	u32 len;
+	/* All device-writable bytes, for the dirty log. */
+	u64 in_len;
+	u8 __user *status_ptr;
+	/*
+	 * Ended bios holding pinned guest pages; the worker releases them
+	 * (dirtying the pages of reads, which may sleep).
+	 */
+	spinlock_t lock;
+	struct bio_list bios;
+	/* Bounce buffer, when guest buffers are not aligned for the device. */
+	struct page **pages;
+	unsigned int nr_pages;
+	u32 data_len;
+	/* Guest buffers of a bounced read, copied back on completion. */
+	struct iovec *iov;
+	unsigned int iov_cnt;
+	/* Dirty log entries when VHOST_F_LOG_ALL is acked. */
+	struct vhost_log *log;
+	unsigned int log_num;
+};
+
+static struct kmem_cache *vhost_blk_req_cache;
+
+static void vhost_blk_req_free(struct vhost_blk_req *req)
+{
+	struct bio *bio;
+	unsigned int i;
+
+	while ((bio = bio_list_pop(&req->bios))) {
+		bio_release_pages(bio, !op_is_write(bio_op(bio)));
+		bio_put(bio);
+	}
+
+	for (i = 0; i < req->nr_pages; i++)
+		__free_page(req->pages[i]);
+	kvfree(req->pages);
+	kfree(req->iov);
+	kfree(req->log);
+	kmem_cache_free(vhost_blk_req_cache, req);
+}
+
+/*
+ * The last bio of a request has ended (any context, usually irq).
+ * Publish the request to the worker and account it as no longer in flight.
+ */
+static void vhost_blk_req_done(struct vhost_blk_req *req)
+{
+	struct vhost_blk_vq *bvq = req->bvq;
+	struct vhost_blk *blk = bvq->blk;
+	unsigned long flags;
+
+	/*
+	 * C1: llist_add() is a full barrier (cmpxchg): req->status, written
+	 * by every bio of the request before its atomic_dec_and_test(), is
+	 * visible before the request is.  Pairs with llist_del_all() in
+	 * vhost_blk_complete() (C3).
+	 *
+	 * C2: queueing the work does test_and_set_bit(VHOST_WORK_QUEUED),
+	 * fully ordered after the llist_add.  The worker clears the bit
+	 * before running the work, whose first step is the fully ordered
+	 * llist_del_all() (C3): either that xchg sees this request or this
+	 * test_and_set_bit sees the cleared bit and queues the work again.
+	 * If queueing fails (owner killed), teardown frees the request.
+	 */
+	llist_add(&req->node, &bvq->done);
+	vhost_blk_queue_work(&bvq->vq, &bvq->complete_work);
+
+	/*
+	 * The waiter in vhost_blk_drain() reads inflight under the same lock,
+	 * so once it sees zero this function no longer touches blk.
+	 */
+	spin_lock_irqsave(&blk->lock, flags);
+	if (!--blk->inflight)
+		wake_up(&blk->idle_wait);
+	spin_unlock_irqrestore(&blk->lock, flags);
+}
+
+static void vhost_blk_req_put(struct vhost_blk_req *req)
+{
+	/*
+	 * Fully ordered: the status stores of every other bio happen before
+	 * the last put, which then publishes the request (C1).
+	 */
+	if (atomic_dec_and_test(&req->pending))
+		vhost_blk_req_done(req);
+}
+
+/* Bio completion, usually in irq context: record, hand over, nothing more. */
+static void vhost_blk_bio_end_io(struct bio *bio)
+{
+	struct vhost_blk_req *req = bio->bi_private;
+	unsigned long flags;
+
+	if (unlikely(bio->bi_status))
+		WRITE_ONCE(req->status, bio->bi_status == BLK_STS_NOTSUPP ?
+			   VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR);
+
+	if (req->zero_copy) {
+		spin_lock_irqsave(&req->lock, flags);
+		bio_list_add(&req->bios, bio);
+		spin_unlock_irqrestore(&req->lock, flags);
+	} else {
+		bio_put(bio);
+	}
+
+	vhost_blk_req_put(req);
+}
+
+static void vhost_blk_submit(struct vhost_blk_req *req, struct bio *bio)
+{
+	bio->bi_private = req;
+	bio->bi_end_io = vhost_blk_bio_end_io;
+	atomic_inc(&req->pending);
+	submit_bio(bio);
+}
+
+static bool vhost_blk_is_ro(struct vhost_blk_vq *bvq,
+			    struct vhost_blk_backend *be)
+{
+	return be->ro || READ_ONCE(bvq->blk->readonly) ||
+	       bdev_read_only(be->bdev) ||
+	       vhost_has_feature(&bvq->vq, VIRTIO_BLK_F_RO);
+}
+
+/* A sector range the backend can serve, aligned to its logical blocks. */
+static bool vhost_blk_range_ok(struct block_device *bdev, u64 sector,
+			       u64 nr_sects)
+{
+	u64 capacity = bdev_nr_sectors(bdev);
+	u64 mask = (bdev_logical_block_size(bdev) >> SECTOR_SHIFT) - 1;
+
+	return sector <= capacity && nr_sects <= capacity - sector &&
+	       !((sector | nr_sects) & mask);
+}
+
+/* Zero-copy: pin the guest pages and point the bios at them. */
+static int vhost_blk_map_iter(struct vhost_blk_req *req, struct block_device *bdev,
+			      blk_opf_t opf, sector_t sector, struct iov_iter *iter)
+{
+	struct bio *bio;
+	int ret;
+
+	req->zero_copy = true;
+	while (iov_iter_count(iter)) {
+		bio = bio_alloc(bdev, bio_iov_vecs_to_alloc(iter, BIO_MAX_VECS),
+				opf, GFP_KERNEL);
+		bio->bi_iter.bi_sector = sector;
+		ret = bio_iov_iter_get_pages(bio, iter);
+		if (unlikely(ret)) {
+			bio_put(bio);
+			return ret;
+		}
+		sector += bio_sectors(bio);
+		vhost_blk_submit(req, bio);
+	}
+	return 0;
+}
+
+/* Bounce: guest buffers are not aligned for the device, copy them. */
+static int vhost_blk_bounce_iter(struct vhost_blk_req *req,
+				 struct block_device *bdev, blk_opf_t opf,
+				 sector_t sector, struct iov_iter *iter)
+{
+	unsigned int i, nr = DIV_ROUND_UP(req->data_len, PAGE_SIZE);
+	u32 left = req->data_len;
+	struct bio *bio = NULL;
+
+	req->pages = kvcalloc(nr, sizeof(*req->pages), GFP_KERNEL);
+	if (!req->pages)
+		return -ENOMEM;
+	for (i = 0; i < nr; i++) {
+		req->pages[i] = alloc_page(GFP_KERNEL);
+		if (!req->pages[i])
+			return -ENOMEM;
+		req->nr_pages++;
+	}
+
+	for (i = 0; i < nr; i++) {
+		u32 len = min_t(u32, left, PAGE_SIZE);
+
+		if (op_is_write(opf) &&
+		    copy_page_from_iter(req->pages[i], 0, len, iter) != len)
+			return -EFAULT;
+		left -= len;
+	}
+
+	for (i = 0, left = req->data_len; i < nr; i++) {
+		u32 len = min_t(u32, left, PAGE_SIZE);
+
+		if (!bio) {
+			bio = bio_alloc(bdev, min_t(unsigned int, nr - i,
+						    BIO_MAX_VECS),
+					opf, GFP_KERNEL);
+			bio->bi_iter.bi_sector = sector;
+		}
+		__bio_add_page(bio, req->pages[i], len, 0);
+		sector += len >> SECTOR_SHIFT;
+		left -= len;
+		if (bio->bi_vcnt == bio->bi_max_vecs || !left) {
+			vhost_blk_submit(req, bio);
+			bio = NULL;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Read or write.  For a read, @iov/@nr are the guest's device-writable
+ * buffers (data first), kept if the data has to be bounced.
+ */
+static u8 vhost_blk_rw(struct vhost_blk_req *req, struct vhost_blk_backend *be,
+		       bool write, u64 sector, struct iov_iter *iter,
+		       const struct iovec *iov, unsigned int nr)
+{
+	struct block_device *bdev = be->bdev;
+	blk_opf_t opf = write ? REQ_OP_WRITE : REQ_OP_READ;
+	size_t len = iov_iter_count(iter);
+	int ret;
+
+	if (write && vhost_blk_is_ro(req->bvq, be))
+		return VIRTIO_BLK_S_IOERR;
+	if (len > VHOST_BLK_MAX_DATA_BYTES || len % SECTOR_SIZE ||
+	    !vhost_blk_range_ok(bdev, sector, len >> SECTOR_SHIFT))
+		return VIRTIO_BLK_S_IOERR;
+	if (!len)
+		return VIRTIO_BLK_S_OK;
+	req->data_len = len;
+
+	if (bdev_iter_is_aligned(bdev, iter)) {
+		ret = vhost_blk_map_iter(req, bdev, opf, sector, iter);
+	} else {
+		if (!write) {
+			/* Saved now: vq->iov is reused for the next request. */
+			req->iov = kmemdup(iov, nr * sizeof(*iov), GFP_KERNEL);
+			if (!req->iov)
+				return VIRTIO_BLK_S_IOERR;
+			req->iov_cnt = nr;
+		}
+		ret = vhost_blk_bounce_iter(req, bdev, opf, sector, iter);
+	}
+	if (ret)
+		return VIRTIO_BLK_S_IOERR;
+	if (!write)
+		req->len += len;
+	return VIRTIO_BLK_S_OK;
+}
+
+static u8 vhost_blk_flush(struct vhost_blk_req *req, struct vhost_blk_backend *be)
+{
+	vhost_blk_submit(req, bio_alloc(be->bdev, 0, REQ_OP_WRITE | REQ_PREFLUSH,
+					GFP_KERNEL));
+	return VIRTIO_BLK_S_OK;
+}
+
+/*
+ * One DISCARD or WRITE_ZEROES segment: check it (submit == false) or
+ * build and submit its bios.
+ */
+static u8 vhost_blk_dwz_seg(struct vhost_blk_req *req, struct block_device *bdev,
+			    bool discard, const struct virtio_blk_discard_write_zeroes *seg,
+			    bool submit)
+{
+	u64 sector = le64_to_cpu(seg->sector);
+	u32 nr_sects = le32_to_cpu(seg->num_sectors);
+	u32 flags = le32_to_cpu(seg->flags);
+	struct bio *bio = NULL;
+	int ret;
+
+	if (!submit) {
+		if (discard ? flags : flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
+			return VIRTIO_BLK_S_UNSUPP;
+		if (!vhost_blk_range_ok(bdev, sector, nr_sects))
+			return VIRTIO_BLK_S_IOERR;
+		return VIRTIO_BLK_S_OK;
+	}
+	if (!nr_sects)
+		return VIRTIO_BLK_S_OK;
+
+	if (discard)
+		ret = __blkdev_issue_discard(bdev, sector, nr_sects, GFP_KERNEL,
+					     &bio);
+	else
+		ret = __blkdev_issue_zeroout(bdev, sector, nr_sects, GFP_KERNEL,
+					     &bio,
+					     flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP ?
+					     0 : BLKDEV_ZERO_NOUNMAP);
+	if (bio)
+		vhost_blk_submit(req, bio);
+	return ret ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+}
+
+static u8 vhost_blk_dwz(struct vhost_blk_req *req, struct vhost_blk_backend *be,
+			bool discard, struct iov_iter *iter)
+{
+	struct virtio_blk_discard_write_zeroes seg;
+	size_t len = iov_iter_count(iter);
+	unsigned int i, nr = len / VHOST_BLK_SEG_BYTES;
+	struct iov_iter check = *iter;
+	u8 status;
+
+	if (vhost_blk_is_ro(req->bvq, be))
+		return VIRTIO_BLK_S_IOERR;
+	if (discard && !bdev_max_discard_sectors(be->bdev))
+		return VIRTIO_BLK_S_UNSUPP;
+	if (!nr || len % VHOST_BLK_SEG_BYTES || nr > VHOST_BLK_MAX_DWZ_SEGS)
+		return VIRTIO_BLK_S_IOERR;
+
+	/* Check every segment before acting on any of them. */
+	for (i = 0; i < nr; i++) {
+		if (!copy_from_iter_full(&seg, sizeof(seg), &check))
+			return VIRTIO_BLK_S_IOERR;
+		status = vhost_blk_dwz_seg(req, be->bdev, discard, &seg, false);
+		if (status != VIRTIO_BLK_S_OK)
+			return status;
+	}
+	for (i = 0; i < nr; i++) {
+		if (!copy_from_iter_full(&seg, sizeof(seg), iter))
+			return VIRTIO_BLK_S_IOERR;
+		status = vhost_blk_dwz_seg(req, be->bdev, discard, &seg, true);
+		if (status != VIRTIO_BLK_S_OK)
+			return status;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+static u8 vhost_blk_get_id(struct vhost_blk_req *req, struct iov_iter *iter)
+{
+	struct vhost_blk *blk = req->bvq->blk;
+	u8 id[VHOST_BLK_SERIAL_BYTES];
+	size_t len = min(iov_iter_count(iter), sizeof(id));
+
+	spin_lock_irq(&blk->lock);
+	memcpy(id, blk->serial, sizeof(id));
+	spin_unlock_irq(&blk->lock);
+
+	if (copy_to_iter(id, len, iter) != len)
+		return VIRTIO_BLK_S_IOERR;
+	req->len += len;
+	return VIRTIO_BLK_S_OK;
+}
+
+/* The status is the last device-writable byte of the chain. */
+static u8 __user *vhost_blk_status_ptr(const struct iovec *iov, unsigned int n)
+{
+	while (n--) {
+		if (iov[n].iov_len)
+			return (u8 __user *)iov[n].iov_base + iov[n].iov_len - 1;
+	}
+	return NULL;
+}
+
+static u8 vhost_blk_dispatch(struct vhost_blk_req *req,
+			     struct vhost_blk_backend *be,
+			     unsigned int out, unsigned int in, u64 out_len)
+{
+	struct vhost_virtqueue *vq = &req->bvq->vq;
+	struct virtio_blk_outhdr hdr;
+	struct iov_iter from, to;
+
+	if (out_len < VHOST_BLK_HDR_BYTES)
+		return VIRTIO_BLK_S_IOERR;
+	iov_iter_init(&from, ITER_SOURCE, vq->iov, out, out_len);
+	if (!copy_from_iter_full(&hdr, sizeof(hdr), &from))
+		return VIRTIO_BLK_S_IOERR;
+	/* Device-writable bytes before the status byte. */
+	iov_iter_init(&to, ITER_DEST, vq->iov + out, in, req->in_len);
+	iov_iter_truncate(&to, req->in_len - 1);
+
+	switch (vhost32_to_cpu(vq, hdr.type)) {
+	case VIRTIO_BLK_T_IN:
+		return vhost_blk_rw(req, be, false, vhost64_to_cpu(vq, hdr.sector),
+				    &to, vq->iov + out, in);
+	case VIRTIO_BLK_T_OUT:
+		return vhost_blk_rw(req, be, true, vhost64_to_cpu(vq, hdr.sector),
+				    &from, NULL, 0);
+	case VIRTIO_BLK_T_FLUSH:
+		return vhost_blk_flush(req, be);
+	case VIRTIO_BLK_T_GET_ID:
+		return vhost_blk_get_id(req, &to);
+	case VIRTIO_BLK_T_DISCARD:
+		return vhost_blk_dwz(req, be, true, &from);
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		return vhost_blk_dwz(req, be, false, &from);
+	default:
+		return VIRTIO_BLK_S_UNSUPP;
+	}
+}
+
+/*
+ * Start one request.  Returns the number of bytes it moves (for the
+ * worker's weight), or -ENOMEM when it could not be started and must be
+ * retried.
+ */
+static int vhost_blk_handle_req(struct vhost_blk_vq *bvq,
+				struct vhost_blk_backend *be, int head,
+				unsigned int out, unsigned int in,
+				struct vhost_log *log, unsigned int log_num)
+{
+	struct vhost_virtqueue *vq = &bvq->vq;
+	struct vhost_blk *blk = bvq->blk;
+	u64 in_len = iov_length(vq->iov + out, in);
+	struct vhost_blk_req *req;
+	int bytes;
+	u8 status;
+
+	if (unlikely(!in_len)) {
+		vq_err(vq, "request %d has no status byte\n", head);
+		vhost_add_used_and_signal(&blk->dev, vq, head, 0);
+		return 0;
+	}
+
+	req = kmem_cache_zalloc(vhost_blk_req_cache, GFP_KERNEL);
+	if (!req)
+		return -ENOMEM;
+	req->bvq = bvq;
+	req->head = head;
+	req->in_len = in_len;
+	req->status_ptr = vhost_blk_status_ptr(vq->iov + out, in);
+	req->len = 1;
+	spin_lock_init(&req->lock);
+	bio_list_init(&req->bios);
+	atomic_set(&req->pending, 1);
+	if (unlikely(log && log_num)) {
+		req->log = kmemdup(log, log_num * sizeof(*log), GFP_KERNEL);
+		if (req->log)
+			req->log_num = log_num;
+	}
+
+	spin_lock_irq(&blk->lock);
+	blk->inflight++;
+	spin_unlock_irq(&blk->lock);
+
+	status = vhost_blk_dispatch(req, be, out, in, iov_length(vq->iov, out));
+	if (status != VIRTIO_BLK_S_OK)
+		WRITE_ONCE(req->status, status);
+	bytes = req->data_len;
+	vhost_blk_req_put(req);
+	return bytes;
+}
+
+/* Return finished requests to the guest.  Called with vq->mutex held. */
+static void vhost_blk_complete(struct vhost_blk_vq *bvq)
+{
+	struct vhost_virtqueue *vq = &bvq->vq;
+	struct vhost_blk_req *req, *next;
+	struct llist_node *list;
+	unsigned int n = 0;
+
+	/* C3: fully ordered xchg, pairs with llist_add() in C1. */
+	list = llist_del_all(&bvq->done);
+	if (!list)
+		return;
+
+	llist_for_each_entry_safe(req, next, llist_reverse_order(list), node) {
+		u8 status = READ_ONCE(req->status);
+		u32 len = status == VIRTIO_BLK_S_OK ? req->len : 1;
+
+		if (status == VIRTIO_BLK_S_OK && req->iov) {
+			struct iov_iter to;
+			unsigned int i;
+			u32 left = req->data_len;
+
+			iov_iter_init(&to, ITER_DEST, req->iov, req->iov_cnt,
+				      left);
+			for (i = 0; i < req->nr_pages; i++) {
+				u32 chunk = min_t(u32, left, PAGE_SIZE);
+
+				if (copy_page_to_iter(req->pages[i], 0, chunk,
+						      &to) != chunk) {
+					status = VIRTIO_BLK_S_IOERR;
+					len = 1;
+					break;
+				}
+				left -= chunk;
+			}
+		}
+		if (put_user(status, req->status_ptr))
+			vq_err(vq, "cannot write status of request %u\n",
+			       req->head);
+		if (unlikely(req->log_num))
+			vhost_log_write(vq, req->log, req->log_num, req->in_len,
+					NULL, 0);
+
+		vq->heads[n].id = cpu_to_vhost32(vq, req->head);
+		vq->heads[n].len = cpu_to_vhost32(vq, len);
+		vhost_blk_req_free(req);
+		if (++n == VHOST_BLK_IOV_LIMIT) {
+			vhost_add_used_n(vq, vq->heads, n);
+			n = 0;
+		}
+	}
+	/*
+	 * C4: vhost_add_used_n() orders the used entries before the used
+	 * index (smp_wmb); vhost_signal() orders the used index before
+	 * reading used_event / avail->flags (smp_mb in vhost_notify).
+	 */
+	if (n)
+		vhost_add_used_n(vq, vq->heads, n);
+	vhost_signal(&bvq->blk->dev, vq);
+}
+
+static void vhost_blk_complete_work(struct vhost_work *work)
+{
+	struct vhost_blk_vq *bvq = container_of(work, struct vhost_blk_vq,
+						complete_work);
+
+	mutex_lock(&bvq->vq.mutex);
+	vhost_blk_complete(bvq);
+	mutex_unlock(&bvq->vq.mutex);
+}
+
+static void vhost_blk_handle_kick(struct vhost_work *work)
+{
+	struct vhost_virtqueue *vq = container_of(work, struct vhost_virtqueue,
+						  poll.work);
+	struct vhost_blk_vq *bvq = container_of(vq, struct vhost_blk_vq, vq);
+	struct vhost_dev *dev = &bvq->blk->dev;
+	unsigned int out, in, log_num, nreq = 0;
+	struct vhost_blk_backend *be;
+	struct vhost_log *log;
+	struct blk_plug plug;
+	size_t bytes = 0;
+	int head, ret;
+
+	mutex_lock(&vq->mutex);
+	be = vhost_vq_get_backend(vq);
+	if (!be)
+		goto out;
+	log = unlikely(vhost_has_feature(vq, VHOST_F_LOG_ALL)) ? vq->log : NULL;
+
+	blk_start_plug(&plug);
+	/* K1: no guest kicks while we drain the ring. */
+	vhost_disable_notify(dev, vq);
+	for (;;) {
+		head = vhost_get_vq_desc(vq, vq->iov, ARRAY_SIZE(vq->iov),
+					 &out, &in, log, &log_num);
+		/* A broken chain: vq_err() signalled the error eventfd. */
+		if (unlikely(head < 0))
+			break;
+		if (head == vq->num) {
+			/*
+			 * K3: re-enable kicks, then look at avail->idx again;
+			 * vhost_enable_notify() has the smp_mb between the two,
+			 * pairing with the guest's barrier between writing
+			 * avail->idx and reading used->flags / avail_event.
+			 */
+			if (unlikely(vhost_enable_notify(dev, vq))) {
+				vhost_disable_notify(dev, vq);
+				continue;
+			}
+			break;
+		}
+		ret = vhost_blk_handle_req(bvq, be, head, out, in, log, log_num);
+		if (unlikely(ret < 0)) {
+			/* Out of memory: give the chain back, retry later. */
+			vhost_discard_vq_desc(vq, 1);
+			vhost_poll_queue(&vq->poll);
+			break;
+		}
+		bytes += ret;
+		if (vhost_exceeds_weight(vq, ++nreq, bytes))
+			break;
+	}
+	blk_finish_plug(&plug);
+	vhost_blk_complete(bvq);
+out:
+	mutex_unlock(&vq->mutex);
+}
+
+static bool vhost_blk_idle(struct vhost_blk *blk)
+{
+	bool idle;
+
+	spin_lock_irq(&blk->lock);
+	idle = !blk->inflight;
+	spin_unlock_irq(&blk->lock);
+	return idle;
+}
+
+/*
+ * Wait until every submitted request has ended and been returned to the
+ * guest.  New requests must already be stopped (no backend on any vq).
+ */
+static void vhost_blk_drain(struct vhost_blk *blk)
+{
+	struct vhost_blk_req *req, *next;
+	int i;
+
+	wait_event(blk->idle_wait, vhost_blk_idle(blk));
+	vhost_dev_flush(&blk->dev);
+
+	/* Left over only when the worker is gone (owner killed). */
+	for (i = 0; i < VHOST_BLK_MAX_VQS; i++) {
+		struct llist_node *list = llist_del_all(&blk->vqs[i].done);
+
+		llist_for_each_entry_safe(req, next, list, node)
+			vhost_blk_req_free(req);
+	}
+}
+
+/* Detach the backend, if any, once its I/O is done.  dev.mutex held. */
+static void vhost_blk_detach(struct vhost_blk *blk)
+{
+	struct vhost_blk_backend *be = blk->backend;
+	int i;
+
+	if (!be)
+		return;
+	for (i = 0; i < VHOST_BLK_MAX_VQS; i++) {
+		struct vhost_virtqueue *vq = &blk->vqs[i].vq;
+
+		mutex_lock(&vq->mutex);
+		vhost_vq_set_backend(vq, NULL);
+		mutex_unlock(&vq->mutex);
+	}
+	vhost_blk_drain(blk);
+	blk->backend = NULL;
+	fput(be->file);
+	kfree(be);
+}
+
+static struct vhost_blk_backend *vhost_blk_backend_open(int fd)
+{
+	struct vhost_blk_backend *be;
+	struct file *file;
+
+	file = fget(fd);
+	if (!file)
+		return ERR_PTR(-EBADF);
+	if (!S_ISBLK(file_inode(file)->i_mode)) {
+		fput(file);
+		return ERR_PTR(-ENOTBLK);
+	}
+	be = kzalloc(sizeof(*be), GFP_KERNEL);
+	if (!be) {
+		fput(file);
+		return ERR_PTR(-ENOMEM);
+	}
+	be->file = file;
+	be->bdev = I_BDEV(file->f_mapping->host);
+	be->ro = !(file->f_mode & FMODE_WRITE);
+	return be;
+}
+
+static long vhost_blk_set_backend(struct vhost_blk *blk, int fd)
+{
+	struct vhost_blk_backend *be = NULL;
+	long r;
+	int i;
+
+	mutex_lock(&blk->dev.mutex);
+	r = vhost_dev_check_owner(&blk->dev);
+	if (r)
+		goto out;
+	if (fd != -1) {
+		be = vhost_blk_backend_open(fd);
+		if (IS_ERR(be)) {
+			r = PTR_ERR(be);
+			goto out;
+		}
+	}
+
+	vhost_blk_detach(blk);
+	if (!be)
+		goto out;
+
+	for (i = 0; i < VHOST_BLK_MAX_VQS; i++) {
+		struct vhost_virtqueue *vq = &blk->vqs[i].vq;
+
+		mutex_lock(&vq->mutex);
+		if (vhost_vq_is_setup(vq)) {
+			vhost_vq_set_backend(vq, be);
+			r = vhost_vq_init_access(vq);
+			if (r)
+				vhost_vq_set_backend(vq, NULL);
+		}
+		mutex_unlock(&vq->mutex);
+		if (r)
+			break;
+	}
+	blk->backend = be;
+	if (r) {
+		pr_err("cannot access the used ring of virtqueue %d\n", i);
+		vhost_blk_detach(blk);
+		goto out;
+	}
+	/* Serve what the guest queued while no backend was attached. */
+	for (i = 0; i < VHOST_BLK_MAX_VQS; i++)
+		vhost_poll_queue(&blk->vqs[i].vq.poll);
+out:
+	mutex_unlock(&blk->dev.mutex);
+	return r;
+}
+
+static long vhost_blk_set_features(struct vhost_blk *blk, u64 features)
+{
+	long r;
+	int i;
+
+	if (features & ~VHOST_BLK_FEATURES)
+		return -EOPNOTSUPP;
+
+	mutex_lock(&blk->dev.mutex);
+	r = vhost_dev_check_owner(&blk->dev);
+	if (r)
+		goto out;
+	if ((features & BIT_ULL(VHOST_F_LOG_ALL)) &&
+	    !vhost_log_access_ok(&blk->dev)) {
+		r = -EFAULT;
+		goto out;
+	}
+	for (i = 0; i < VHOST_BLK_MAX_VQS; i++) {
+		struct vhost_virtqueue *vq = &blk->vqs[i].vq;
+
+		mutex_lock(&vq->mutex);
+		vq->acked_features = features;
+		mutex_unlock(&vq->mutex);
+	}
+out:
+	mutex_unlock(&blk->dev.mutex);
+	return r;
+}
+
+static long vhost_blk_reset_owner(struct vhost_blk *blk)
+{
+	struct vhost_iotlb *umem;
+	long r;
+
+	mutex_lock(&blk->dev.mutex);
+	r = vhost_dev_check_owner(&blk->dev);
+	if (r)
+		goto out;
+	umem = vhost_dev_reset_owner_prepare();
+	if (!umem) {
+		r = -ENOMEM;
+		goto out;
+	}
+	vhost_blk_detach(blk);
+	vhost_dev_stop(&blk->dev);
+	vhost_dev_reset_owner(&blk->dev, umem);
+out:
+	mutex_unlock(&blk->dev.mutex);
+	return r;
+}
+
+static long vhost_blk_set_serial(struct vhost_blk *blk, void __user *argp)
+{
+	struct vhost_blk_serial serial;
+	long r;
+
+	if (copy_from_user(&serial, argp, sizeof(serial)))
+		return -EFAULT;
+	mutex_lock(&blk->dev.mutex);
+	r = vhost_dev_check_owner(&blk->dev);
+	if (!r) {
+		spin_lock_irq(&blk->lock);
+		memcpy(blk->serial, serial.id, sizeof(blk->serial));
+		spin_unlock_irq(&blk->lock);
+	}
+	mutex_unlock(&blk->dev.mutex);
+	return r;
+}
+
+static long vhost_blk_set_readonly(struct vhost_blk *blk, void __user *argp)
+{
+	int ro;
+	long r;
+
+	if (get_user(ro, (int __user *)argp))
+		return -EFAULT;
+	if (ro != 0 && ro != 1)
+		return -EINVAL;
+	mutex_lock(&blk->dev.mutex);
+	r = vhost_dev_check_owner(&blk->dev);
+	if (!r)
+		WRITE_ONCE(blk->readonly, ro);
+	mutex_unlock(&blk->dev.mutex);
+	return r;
+}
+
+static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
+			    unsigned long arg)
+{
+	struct vhost_blk *blk = f->private_data;
+	void __user *argp = (void __user *)arg;
+	u64 __user *featurep = argp;
+	u64 features;
+	int fd;
+	long r;
+
+	switch (ioctl) {
+	case VHOST_GET_FEATURES:
+		features = VHOST_BLK_FEATURES;
+		return copy_to_user(featurep, &features, sizeof(features)) ?
+		       -EFAULT : 0;
+	case VHOST_SET_FEATURES:
+		if (copy_from_user(&features, featurep, sizeof(features)))
+			return -EFAULT;
+		return vhost_blk_set_features(blk, features);
+	case VHOST_RESET_OWNER:
+		return vhost_blk_reset_owner(blk);
+	case VHOST_BLK_SET_BACKEND:
+		if (get_user(fd, (int __user *)argp))
+			return -EFAULT;
+		return vhost_blk_set_backend(blk, fd);
+	case VHOST_BLK_SET_SERIAL:
+		return vhost_blk_set_serial(blk, argp);
+	case VHOST_BLK_SET_READONLY:
+		return vhost_blk_set_readonly(blk, argp);
+	default:
+		r = vhost_blk_worker_ioctl(&blk->dev, ioctl, argp);
+		if (r != -ENOIOCTLCMD)
+			return r;
+		mutex_lock(&blk->dev.mutex);
+		r = vhost_dev_ioctl(&blk->dev, ioctl, argp);
+		if (r == -ENOIOCTLCMD)
+			r = vhost_vring_ioctl(&blk->dev, ioctl, argp);
+		mutex_unlock(&blk->dev.mutex);
+		return r;
+	}
+}
+
+static int vhost_blk_open(struct inode *inode, struct file *f)
+{
+	struct vhost_virtqueue **vqs;
+	struct vhost_blk *blk;
+	int i;
+
+	blk = kvzalloc(sizeof(*blk), GFP_KERNEL);
+	if (!blk)
+		return -ENOMEM;
+	vqs = kcalloc(VHOST_BLK_MAX_VQS, sizeof(*vqs), GFP_KERNEL);
+	if (!vqs) {
+		kvfree(blk);
+		return -ENOMEM;
+	}
+
+	spin_lock_init(&blk->lock);
+	init_waitqueue_head(&blk->idle_wait);
+	for (i = 0; i < VHOST_BLK_MAX_VQS; i++) {
+		struct vhost_blk_vq *bvq = &blk->vqs[i];
+
+		bvq->blk = blk;
+		bvq->vq.handle_kick = vhost_blk_handle_kick;
+		init_llist_head(&bvq->done);
+		vhost_work_init(&bvq->complete_work, vhost_blk_complete_work);
+		vqs[i] = &bvq->vq;
+	}
+	vhost_dev_init(&blk->dev, vqs, VHOST_BLK_MAX_VQS, VHOST_BLK_IOV_LIMIT,
+		       VHOST_BLK_WEIGHT, VHOST_BLK_BYTE_WEIGHT, true, NULL);
+	f->private_data = blk;
+	return 0;
+}
+
+static int vhost_blk_release(struct inode *inode, struct file *f)
+{
+	struct vhost_blk *blk = f->private_data;
+
+	mutex_lock(&blk->dev.mutex);
+	vhost_blk_detach(blk);
+	mutex_unlock(&blk->dev.mutex);
+	vhost_dev_stop(&blk->dev);
+	vhost_dev_cleanup(&blk->dev);
+	kfree(blk->dev.vqs);
+	kvfree(blk);
+	return 0;
+}
+
+static const struct file_operations vhost_blk_fops = {
+	.owner		= THIS_MODULE,
+	.open		= vhost_blk_open,
+	.release	= vhost_blk_release,
+	.unlocked_ioctl	= vhost_blk_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+	.llseek		= noop_llseek,
+};
+
+static struct miscdevice vhost_blk_misc = {
+	.minor	= MISC_DYNAMIC_MINOR,
+	.name	= "vhost-blk",
+	.fops	= &vhost_blk_fops,
+};
+
+static int __init vhost_blk_init(void)
+{
+	int r;
+
+	vhost_blk_req_cache = KMEM_CACHE(vhost_blk_req, 0);
+	if (!vhost_blk_req_cache)
+		return -ENOMEM;
+	r = misc_register(&vhost_blk_misc);
+	if (r) {
+		pr_err("cannot register /dev/vhost-blk: %d\n", r);
+		kmem_cache_destroy(vhost_blk_req_cache);
+	}
+	return r;
+}
+module_init(vhost_blk_init);
+
+static void __exit vhost_blk_exit(void)
+{
+	misc_deregister(&vhost_blk_misc);
+	kmem_cache_destroy(vhost_blk_req_cache);
+}
+module_exit(vhost_blk_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("vhost-blk: in-kernel virtio-blk data plane");
