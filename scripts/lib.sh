@@ -1,0 +1,157 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Shared shell helpers for the vhost-blk tooling.  Source it:
+#
+#	. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# It defines no behaviour on its own, only variables and functions:
+#   VB_REPO   top of the repository
+#   VB_CACHE  the cache directory (outside the repository)
+#   VB_LINES  the kernel lines to test ("6.1 6.12" unless VHOST_BLK_LINES)
+#   vb_log / vb_warn / vb_die          messages on stderr, prefixed by $VB_PROG
+#   vb_stage_begin NAME / vb_stage_end  time a stage, printed on stderr
+#   vb_stage_report                     print every stage time measured so far
+#   vb_as_root CMD...                   run CMD as root (sudo if needed)
+#   vb_lock FILE                        take an exclusive lock for this shell
+#   vb_run_suite NAME CMD...            run a TAP suite, add a failure if it
+#                                       crashed or ran fewer cases than planned
+
+[[ -n "${VB_LIB_LOADED:-}" ]] && return 0
+VB_LIB_LOADED=1
+
+VB_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VB_CACHE=${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}
+VB_LINES=${VHOST_BLK_LINES:-6.1 6.12}
+VB_PROG=${VB_PROG:-$(basename "$0" .sh)}
+
+vb_log()
+{
+	printf '%s: %s\n' "$VB_PROG" "$*" >&2
+}
+
+vb_warn()
+{
+	printf '%s: warning: %s\n' "$VB_PROG" "$*" >&2
+}
+
+vb_die()
+{
+	printf '%s: error: %s\n' "$VB_PROG" "$*" >&2
+	exit 1
+}
+
+# Seconds since the epoch with 0.1 s resolution, for stage timing.
+vb_now()
+{
+	local t
+	t=$(date +%s.%N)
+	printf '%s\n' "${t%??????}"
+}
+
+# Seconds (one decimal) between two vb_now values.
+vb_elapsed()
+{
+	awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f\n", b - a }'
+}
+
+VB_STAGES=()
+VB_STAGE_NAME=
+VB_STAGE_T0=
+
+vb_stage_begin()
+{
+	[[ -n "$VB_STAGE_NAME" ]] && vb_stage_end
+	VB_STAGE_NAME=$1
+	VB_STAGE_T0=$(vb_now)
+	vb_log "stage: $VB_STAGE_NAME ..."
+}
+
+# vb_stage_end [STATUS] - STATUS is a word such as "ok" or "failed".
+vb_stage_end()
+{
+	local dt
+
+	[[ -z "$VB_STAGE_NAME" ]] && return 0
+	dt=$(vb_elapsed "$VB_STAGE_T0" "$(vb_now)")
+	VB_STAGES+=("$(printf '%-40s %8ss %s' "$VB_STAGE_NAME" "$dt" "${1:-}")")
+	vb_log "stage: $VB_STAGE_NAME done in ${dt}s ${1:-}"
+	VB_STAGE_NAME=
+}
+
+vb_stage_report()
+{
+	local s
+
+	[[ ${#VB_STAGES[@]} -eq 0 ]] && return 0
+	printf '%s: stage times:\n' "$VB_PROG" >&2
+	for s in "${VB_STAGES[@]}"; do
+		printf '  %s\n' "$s" >&2
+	done
+}
+
+vb_as_root()
+{
+	if [[ $(id -u) -eq 0 ]]; then
+		"$@"
+	elif command -v sudo >/dev/null; then
+		sudo "$@"
+	else
+		vb_die "need root to run: $*"
+	fi
+}
+
+# vb_lock FILE - hold an exclusive lock on FILE until this shell exits.
+vb_lock()
+{
+	local fd
+
+	mkdir -p "$(dirname "$1")"
+	exec {fd}>"$1"
+	if ! flock -n "$fd"; then
+		vb_log "waiting for lock $1"
+		flock "$fd"
+	fi
+}
+
+# vb_tap_count FILE - print "PASS FAIL SKIP" counted over the TAP lines of FILE.
+# A line counts when it starts with "ok" or "not ok" (optionally indented,
+# for nested kselftest output it must be at column 0 to avoid counting
+# subtests twice).  "# SKIP" (any case) after the description is a skip;
+# "# TODO" lines are not failures.
+vb_tap_count()
+{
+	awk '
+	/^(not )?ok( |$)/ {
+		skip = ($0 ~ /#[ \t]*[Ss][Kk][Ii][Pp]/)
+		todo = ($0 ~ /#[ \t]*[Tt][Oo][Dd][Oo]/)
+		if (skip) s++
+		else if ($1 == "ok" || todo) p++
+		else f++
+	}
+	END { printf "%d %d %d\n", p, f, s }' "$1"
+}
+
+# vb_run_suite NAME CMD... - run one TAP suite, its output to stdout.
+# When the suite exits non-zero without reporting a failure, or reports
+# fewer results than its plan (1..N) announced, one extra "not ok" line is
+# printed so that the failure is counted.  Returns the suite's status.
+vb_run_suite()
+{
+	local name=$1 out rc pass fail skip plan n
+	shift
+
+	out=$(mktemp "${TMPDIR:-/tmp}/vb-suite.XXXXXX")
+	# PIPESTATUS[0] is still the suite's status when the || branch runs.
+	"$@" 2>&1 | tee "$out" && rc=0 || rc=${PIPESTATUS[0]}
+	read -r pass fail skip < <(vb_tap_count "$out")
+	n=$((pass + fail + skip))
+	plan=$(sed -n 's/^1\.\.\([0-9][0-9]*\).*/\1/p' "$out" | head -n1)
+	rm -f "$out"
+	if [[ -n "$plan" && "$n" -lt "$plan" ]]; then
+		echo "not ok - $name: $((plan - n)) of $plan planned cases did not report"
+	elif [[ "$rc" -ne 0 && "$fail" -eq 0 ]]; then
+		echo "not ok - $name: exited with status $rc without reporting a failure"
+	fi
+	return "$rc"
+}
