@@ -483,12 +483,12 @@ static u8 vhost_blk_dispatch(struct vhost_blk_req *req,
 /*
  * Start one request.  Returns the number of bytes it moves (for the
  * worker's weight), or -ENOMEM when it could not be started and must be
- * retried.
+ * retried.  Not inlined, to keep the kick handler's frame small.
  */
-static int vhost_blk_handle_req(struct vhost_blk_vq *bvq,
-				struct vhost_blk_backend *be, int head,
-				unsigned int out, unsigned int in,
-				struct vhost_log *log, unsigned int log_num)
+static noinline_for_stack int
+vhost_blk_handle_req(struct vhost_blk_vq *bvq, struct vhost_blk_backend *be,
+		     int head, unsigned int out, unsigned int in,
+		     struct vhost_log *log, unsigned int log_num)
 {
 	struct vhost_virtqueue *vq = &bvq->vq;
 	struct vhost_blk *blk = bvq->blk;
