@@ -344,6 +344,8 @@ int vblk_vq_setup(struct vblk_dev *d, unsigned int idx)
 	a.avail_user_addr = (uintptr_t)vq->avail;
 	a.used_user_addr = (uintptr_t)vq->used;
 	a.log_guest_addr = vq->used_gpa;
+	if (d->acked & (1ULL << VHOST_F_LOG_ALL))
+		a.flags |= 1U << VHOST_VRING_F_LOG;
 	err = vblk_ioctl(d, VHOST_SET_VRING_ADDR, &a);
 	if (err)
 		return err;

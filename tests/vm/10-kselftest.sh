@@ -1,0 +1,147 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# vhost-blk kselftests (selftests/vhost_blk) inside the test VM.
+#
+# Runs as root in the VM (scripts/vm-suites.sh or scripts/vm-run.sh), with
+# vhost_blk.ko, brd (rd_nr>=4), null_blk (nr_devices=0), dm-mod, dm-delay
+# and configfs loaded.  Sets up the backends the tests want, runs
+# build/selftests/<line>/vhost_blk_test (built by tests/prepare.d/10-selftests.sh),
+# and prints TAP: one "ok N - kselftest: vb.<case>" line per case.
+# Backends (exported to the test binary):
+#	VBLK_DEV_RAM=/dev/ram0  VBLK_DEV_RAM2=/dev/ram1
+#	VBLK_DEV_DELAY      dm-delay (VBLK_DELAY_MS, default 400 ms) over /dev/ram2
+#	VBLK_DEV_ERROR      dm "error" target
+#	VBLK_DEV_DISCARD    null_blk memory_backed=1 discard=1
+#	VBLK_DEV_NODISCARD  null_blk memory_backed=1 discard=0
+#	VBLK_DEV_4K         null_blk memory_backed=1 blocksize=4096
+# Extra arguments go to the test binary (e.g. -t rw_basic, -l to list).
+set -uo pipefail
+
+REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
+LINE=${VHOST_BLK_LINE:-}
+SUITE_TIMEOUT=${VBLK_KSFT_TIMEOUT:-1500}
+DELAY_MS=${VBLK_DELAY_MS:-400}
+CFS=/sys/kernel/config/nullb
+PFX=vblkt
+
+say() { echo "# 10-kselftest: $*"; }
+
+bin=
+for c in ${LINE:+"$REPO/build/selftests/$LINE/vhost_blk_test"} \
+	 "$REPO"/build/selftests/*/vhost_blk_test; do
+	[ -x "$c" ] && { bin=$c; break; }
+done
+if [ -z "$bin" ]; then
+	echo "1..1"
+	echo "not ok 1 - kselftest: vhost_blk_test not built (run tests/prepare.d/10-selftests.sh)"
+	exit 1
+fi
+
+# ---- backends ----------------------------------------------------------
+dm_create() {	# NAME TABLE
+	dmsetup remove --noudevsync "$1" >/dev/null 2>&1
+	if dmsetup create --noudevsync "$1" --table "$2" >/dev/null 2>&1 &&
+	   dmsetup mknodes "$1" >/dev/null 2>&1 && [ -b "/dev/mapper/$1" ]; then
+		echo "/dev/mapper/$1"
+		return 0
+	fi
+	say "dmsetup create $1 '$2' failed"
+	return 1
+}
+
+nullb_create() {	# NAME ATTR=VAL...
+	local name=$1 d=$CFS/$1 kv idx
+	shift
+	[ -d "$CFS" ] || { say "no $CFS (null_blk/configfs)"; return 1; }
+	[ -d "$d" ] && { echo 0 >"$d/power"; rmdir "$d"; }
+	mkdir "$d" || return 1
+	for kv in size=128 memory_backed=1 "$@"; do
+		if ! echo "${kv#*=}" >"$d/${kv%%=*}" 2>/dev/null; then
+			say "null_blk $name: cannot set $kv"
+			rmdir "$d"
+			return 1
+		fi
+	done
+	echo 1 >"$d/power" || { rmdir "$d"; return 1; }
+	idx=$(cat "$d/index" 2>/dev/null)
+	for dev in "/dev/$name" "/dev/nullb$idx"; do
+		for _ in 1 2 3 4 5 6 7 8 9 10; do
+			[ -b "$dev" ] && { echo "$dev"; return 0; }
+			sleep 0.1
+		done
+	done
+	say "null_blk $name: no device node"
+	return 1
+}
+
+cleanup() {
+	local n
+	for n in delay error; do
+		dmsetup remove --noudevsync "$PFX-$n" >/dev/null 2>&1
+	done
+	for n in disc nodisc 4k; do
+		if [ -d "$CFS/$PFX$n" ]; then
+			echo 0 >"$CFS/$PFX$n/power" 2>/dev/null
+			rmdir "$CFS/$PFX$n" 2>/dev/null
+		fi
+	done
+}
+trap cleanup EXIT
+
+cleanup
+export VBLK_DEV_RAM=/dev/ram0 VBLK_DEV_RAM2=/dev/ram1
+for r in ram0 ram1 ram2; do
+	[ -b /dev/$r ] || say "/dev/$r missing (brd rd_nr>=3 expected)"
+done
+unset VBLK_DEV_DELAY VBLK_DEV_ERROR VBLK_DEV_DISCARD VBLK_DEV_NODISCARD VBLK_DEV_4K
+if [ -b /dev/ram2 ]; then
+	sz=$(blockdev --getsz /dev/ram2)
+	d=$(dm_create "$PFX-delay" "0 $sz delay /dev/ram2 0 $DELAY_MS") && export VBLK_DEV_DELAY=$d
+fi
+d=$(dm_create "$PFX-error" "0 262144 error") && export VBLK_DEV_ERROR=$d
+d=$(nullb_create "${PFX}disc" blocksize=512 discard=1) && export VBLK_DEV_DISCARD=$d
+d=$(nullb_create "${PFX}nodisc" blocksize=512 discard=0) && export VBLK_DEV_NODISCARD=$d
+d=$(nullb_create "${PFX}4k" blocksize=4096) && export VBLK_DEV_4K=$d
+say "binary $bin"
+say "backends: ram=$VBLK_DEV_RAM ram2=$VBLK_DEV_RAM2 delay=${VBLK_DEV_DELAY:-none} error=${VBLK_DEV_ERROR:-none} discard=${VBLK_DEV_DISCARD:-none} nodiscard=${VBLK_DEV_NODISCARD:-none} 4k=${VBLK_DEV_4K:-none}"
+
+# ---- run + normalise TAP ------------------------------------------------
+# The harness prints "ok N vb.case" (6.1: "ok N # SKIP why" without the
+# name on skips); we print "ok N - kselftest: vb.case[ # SKIP why]", and a
+# failed line for a case the harness never reported (binary died).
+out=$(mktemp)
+timeout -k 10 "$SUITE_TIMEOUT" "$bin" "$@" >"$out" 2>&1
+rc=$?
+awk -v rc="$rc" '
+	/^TAP version/ { next }
+	/^1\.\.[0-9]+$/ { plan = substr($0, 4) + 0; print; next }
+	/^#  RUN / { cur = $3; sub(/ \.\.\.$/, "", cur); print; next }
+	/^(not )?ok [0-9]+/ {
+		nok = ($1 == "not")
+		num = nok ? $3 : $2
+		rest = $0; sub(/^(not )?ok [0-9]+ ?/, "", rest)
+		name = rest; dir = ""
+		if (match(rest, / *# *(SKIP|XFAIL|TODO).*$/)) {
+			dir = substr(rest, RSTART); name = substr(rest, 1, RSTART - 1)
+			sub(/^ *# */, " # ", dir)
+		}
+		if (name == "") name = cur
+		printf "%sok %d - kselftest: %s%s\n", nok ? "not " : "", num, name, dir
+		last = num
+		next
+	}
+	{ if ($0 ~ /^#/) print; else print "# " $0 }
+	END {
+		if (plan == 0) {
+			print "1..1"
+			printf "not ok 1 - kselftest: vhost_blk_test printed no plan (exit %d)\n", rc
+			exit
+		}
+		for (i = last + 1; i <= plan; i++)
+			printf "not ok %d - kselftest: case %d not reported (binary exit %d)\n", i, i, rc
+	}
+' "$out"
+rm -f "$out"
+[ "$rc" -eq 124 ] && say "suite timeout after ${SUITE_TIMEOUT}s"
+exit "$rc"
