@@ -150,6 +150,8 @@ vb_run_suite()
 	rm -f "$out"
 	if [[ -n "$plan" && "$n" -lt "$plan" ]]; then
 		echo "not ok - $name: $((plan - n)) of $plan planned cases did not report"
+	elif [[ "$rc" -eq 124 || "$rc" -eq 137 ]]; then
+		echo "not ok - $name: timed out (status $rc)"
 	elif [[ "$rc" -ne 0 && "$fail" -eq 0 ]]; then
 		echo "not ok - $name: exited with status $rc without reporting a failure"
 	fi
