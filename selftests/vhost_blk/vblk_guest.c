@@ -651,10 +651,12 @@ static int cut(const struct vblk_layout *l, bool rd, size_t len,
 			out[i] = 1;
 		return len;
 	}
-	for (int i = 0; i < (rd ? l->nrd : l->nwr); i++) {
+	for (int i = 0; i < (rd ? l->nrd : l->nwr) && used < len; i++) {
 		uint32_t c = rd ? l->rd[i] : l->wr[i];
 
-		if (used + c > len || n >= max)
+		if (c > len - used)
+			c = len - used;	/* truncated at the stream's end */
+		if (n >= max)
 			return -1;
 		out[n++] = c;
 		used += c;

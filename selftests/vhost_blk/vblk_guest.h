@@ -164,7 +164,9 @@ enum {
  * zero-length descriptor); whatever is left of the stream after them goes
  * into one more descriptor (none if nothing is left).  So nrd = nwr = 0
  * puts each stream in one descriptor (status merged with data), rd = {3}
- * splits the header 3 + 13-plus-out.  Cuts longer than the stream: -EINVAL.
+ * splits the header 3 + 13-plus-out.  Cuts are truncated at the end of the
+ * stream (a cut longer than what is left takes the rest, later cuts are
+ * dropped), so one layout serves reads and writes of any size.
  * VBLK_L_BYTES overrides the cuts: one descriptor per byte.
  * offset: byte offset of every piece from a 4 KiB boundary (with
  * VBLK_L_CONTIG: of the first piece only); pieces crossing page boundaries
