@@ -202,6 +202,7 @@ struct vblk_req {
 	const char *name;		/* printed when stuck; may be NULL */
 	void (*complete)(struct vblk_req *r); /* called when reaped */
 	void *priv;			/* for the caller */
+	uint64_t priv2;			/* for the caller */
 	/* ---- results ---- */
 	bool done;
 	uint32_t used_len;
