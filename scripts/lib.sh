@@ -9,6 +9,7 @@
 #   VB_REPO   top of the repository
 #   VB_CACHE  the cache directory (outside the repository)
 #   VB_LINES  the kernel lines to test ("6.1 6.12" unless VHOST_BLK_LINES)
+#   VB_TESTS  the tests/ directory (VHOST_BLK_TESTS_DIR overrides it)
 #   vb_log / vb_warn / vb_die          messages on stderr, prefixed by $VB_PROG
 #   vb_stage_begin NAME / vb_stage_end  time a stage, printed on stderr
 #   vb_stage_report                     print every stage time measured so far
@@ -23,6 +24,8 @@ VB_LIB_LOADED=1
 VB_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VB_CACHE=${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}
 VB_LINES=${VHOST_BLK_LINES:-6.1 6.12}
+# Where prepare.d/, host/ and vm/ are (another tree only to test the runner).
+VB_TESTS=${VHOST_BLK_TESTS_DIR:-$VB_REPO/tests}
 VB_PROG=${VB_PROG:-$(basename "$0" .sh)}
 
 vb_log()

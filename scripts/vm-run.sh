@@ -184,6 +184,10 @@ mount -t tmpfs -o mode=1777 tmp $R/tmp || fail "mount /tmp"
 mount -t tmpfs -o mode=755 run $R/run || fail "mount /run"
 mount -t devtmpfs dev $R/dev || fail "mount /dev"
 mkdir -p $R/dev/pts $R/dev/shm
+ln -sf /proc/self/fd $R/dev/fd
+ln -sf /proc/self/fd/0 $R/dev/stdin
+ln -sf /proc/self/fd/1 $R/dev/stdout
+ln -sf /proc/self/fd/2 $R/dev/stderr
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts $R/dev/pts
 mount -t tmpfs -o mode=1777 shm $R/dev/shm
 mount -t proc proc $R/proc || fail "mount /proc"
