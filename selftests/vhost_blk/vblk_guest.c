@@ -135,18 +135,34 @@ static void unit_range(uint64_t off, size_t len, size_t *first, size_t *end)
 int vblk_alloc_at(struct vblk_dev *d, uint64_t gpa, size_t len)
 {
 	size_t first, end;
+	int err = 0;
 
 	if (gpa < d->o.gpa_base || gpa - d->o.gpa_base + len > d->o.mem_size)
 		return -EINVAL;
 	unit_range(gpa - d->o.gpa_base, len, &first, &end);
+	pthread_mutex_lock(&d->alloc_lock);
 	for (size_t u = first; u < end; u++)
 		if (unit_used(d, u))
-			return -EBUSY;
-	units_mark(d, first, end, true);
-	return 0;
+			err = -EBUSY;
+	if (!err)
+		units_mark(d, first, end, true);
+	pthread_mutex_unlock(&d->alloc_lock);
+	return err;
 }
 
+static uint64_t alloc_locked(struct vblk_dev *d, size_t len, uint32_t off);
+
 uint64_t vblk_alloc(struct vblk_dev *d, size_t len, uint32_t off)
+{
+	uint64_t g;
+
+	pthread_mutex_lock(&d->alloc_lock);
+	g = alloc_locked(d, len, off);
+	pthread_mutex_unlock(&d->alloc_lock);
+	return g;
+}
+
+static uint64_t alloc_locked(struct vblk_dev *d, size_t len, uint32_t off)
 {
 	size_t tried = 0, u = d->cursor;
 
@@ -193,7 +209,9 @@ void vblk_free(struct vblk_dev *d, uint64_t gpa, size_t len)
 	if (!gpa)
 		return;
 	unit_range(gpa - d->o.gpa_base, len, &first, &end);
+	pthread_mutex_lock(&d->alloc_lock);
 	units_mark(d, first, end, false);
+	pthread_mutex_unlock(&d->alloc_lock);
 }
 
 /* ---- device ------------------------------------------------------------ */
@@ -204,6 +222,7 @@ int vblk_dev_init(struct vblk_dev *d, const struct vblk_opts *o)
 	int err;
 
 	memset(d, 0, sizeof(*d));
+	pthread_mutex_init(&d->alloc_lock, NULL);
 	d->fd = -1;
 	for (int i = 0; i < VHOST_BLK_MAX_VQS; i++)
 		d->vq[i].kick_fd = d->vq[i].call_fd = d->vq[i].err_fd = -1;

@@ -57,13 +57,15 @@
  * completion, used.len larger than the writable bytes) are counted in
  * vq->bad_used and printed.
  *
- * Not thread-safe: one thread per struct vblk_dev (or per queue if each
- * thread only touches its own vq and uses its own allocator arena, see
- * vblk_alloc()).
+ * Threads: everything on a struct vblk_vq belongs to one thread at a time;
+ * different queues may be driven by different threads (guest-memory
+ * allocation is locked).  Device ioctls may come from any thread of the
+ * owner process.
  */
 #ifndef VBLK_GUEST_H
 #define VBLK_GUEST_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -142,6 +144,7 @@ struct vblk_dev {
 	uint64_t acked;			/* acked (SET_FEATURES) */
 	uint8_t *bitmap;		/* allocator, 64-byte units */
 	size_t units, cursor;
+	pthread_mutex_t alloc_lock;
 	struct vblk_vq vq[VHOST_BLK_MAX_VQS];
 };
 
@@ -279,8 +282,9 @@ int vblk_wait_all(struct vblk_vq *vq, int timeout_ms);
 int vblk_wait_any(struct vblk_vq *vq, int timeout_ms);
 /* submit + kick(force) + wait_req. */
 int vblk_do(struct vblk_vq *vq, struct vblk_req *r, int timeout_ms);
-/* Release a request that will never complete (after the queue was reset
- * or the device closed): frees its descriptors and memory. */
+/* Release a request that will never complete: frees its descriptors and
+ * guest memory.  Only once the device can no longer write there (queue
+ * re-set-up, RESET_OWNER, close). */
 void vblk_req_abandon(struct vblk_vq *vq, struct vblk_req *r);
 /* Print in-flight requests of vq to f ("# "-prefixed lines). */
 void vblk_dump_inflight(struct vblk_vq *vq, FILE *f);
