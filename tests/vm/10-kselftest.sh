@@ -20,7 +20,7 @@ set -uo pipefail
 
 REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
 LINE=${VHOST_BLK_LINE:-}
-SUITE_TIMEOUT=${VBLK_KSFT_TIMEOUT:-1500}
+SUITE_TIMEOUT=${VBLK_KSFT_TIMEOUT:-1100}
 DELAY_MS=${VBLK_DELAY_MS:-400}
 CFS=/sys/kernel/config/nullb
 PFX=vblkt
