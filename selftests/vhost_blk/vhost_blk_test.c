@@ -11,6 +11,7 @@
  *   VBLK_DEV_NODISCARD  memory-backed null_blk without discard
  *   VBLK_DEV_ERROR      dm "error" target (every I/O fails)
  *   VBLK_DEV_4K         memory-backed null_blk, 4096-byte logical blocks
+ *   VBLK_DEV_CACHE      memory-backed null_blk with a volatile write cache
  * Documentation/selftests.rst lists what each case covers.
  */
 /* kselftest_harness.h macros have unused parameters (variant, ucontext) */
@@ -163,6 +164,32 @@ static long sysfs_long(const char *bdev, const char *attr)
 		return -1;
 	if (fgets(buf, sizeof(buf), f))
 		v = strtol(buf, NULL, 0);
+	fclose(f);
+	return v;
+}
+
+/* Field n (1-based) of /sys/dev/block/M:m/stat: 12 discards, 16 flushes. */
+static long long bdev_stat(const char *bdev, int n)
+{
+	char p[256], buf[512], *tok, *save = NULL;
+	long long v = -1;
+	struct stat st;
+	FILE *f;
+
+	if (stat(bdev, &st))
+		return -1;
+	snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/stat", major(st.st_rdev),
+		 minor(st.st_rdev));
+	f = fopen(p, "r");
+	if (!f)
+		return -1;
+	if (fgets(buf, sizeof(buf), f)) {
+		tok = strtok_r(buf, " \t\n", &save);
+		for (int i = 1; tok && i < n; i++)
+			tok = strtok_r(NULL, " \t\n", &save);
+		if (tok)
+			v = atoll(tok);
+	}
 	fclose(f);
 	return v;
 }
@@ -1195,6 +1222,32 @@ TEST_F(vb, flush)
 	ctx_close(&c);
 }
 
+/* FLUSH reaches a backend with a volatile write cache (null_blk with
+ * cache_size): its flush counter moves, and only then is the request done. */
+TEST_F(vb, flush_reaches_backend)
+{
+	uint64_t seed = new_seed();
+	long long before, after;
+	const char *dev;
+	uint32_t used;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_BDEV(dev, "VBLK_DEV_CACHE", NULL);
+	if (sysfs_long(dev, "queue/write_cache") < 0 || bdev_stat(dev, 16) < 0)
+		SKIP(return, "%s: no write_cache / flush statistics", dev);
+	ctx_open(_metadata, &c, dev, 1);
+	dev_write(_metadata, &c.d.vq[0], 100, 8192, seed, NULL);
+	before = bdev_stat(dev, 16);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, io_status(_metadata, &c.d.vq[0],
+					     VIRTIO_BLK_T_FLUSH, 0, 0, &used));
+	EXPECT_EQ(1, used);
+	after = bdev_stat(dev, 16);
+	EXPECT_LT(before, after) TH_LOG("%s: flush count %lld -> %lld", dev, before, after);
+	bdev_check(_metadata, dev, 100, 8192, seed, "flushed data");
+	ctx_close(&c);
+}
+
 TEST_F(vb, get_id)
 {
 	const char serial[20] = "VBLK-SERIAL-01234567";
@@ -2064,6 +2117,7 @@ TEST_F_TIMEOUT(vb, discard, 120)
 	uint64_t seed = new_seed();
 	const char *dev;
 	struct dwz_seg s[2];
+	long long discards;
 	uint32_t used;
 	struct ctx c;
 
@@ -2075,9 +2129,11 @@ TEST_F_TIMEOUT(vb, discard, 120)
 	bdev_fill(_metadata, dev, 1000, 64 * KiB, seed);
 	s[0] = (struct dwz_seg){ 1008, 16, 0 };
 	s[1] = (struct dwz_seg){ 1064, 8, 0 };
+	discards = bdev_stat(dev, 12);
 	EXPECT_EQ(VIRTIO_BLK_S_OK, dwz(_metadata, &c.d.vq[0], VIRTIO_BLK_T_DISCARD,
 				       s, sizeof(s), &used));
 	EXPECT_EQ(1, used);
+	EXPECT_LT(discards, bdev_stat(dev, 12)) TH_LOG("no discard reached %s", dev);
 	/* untouched around the ranges (content of discarded ranges is
 	 * unspecified by virtio) */
 	bdev_check(_metadata, dev, 1000, 8 * 512, seed, "before discard");

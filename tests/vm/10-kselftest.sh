@@ -15,6 +15,7 @@
 #	VBLK_DEV_DISCARD    null_blk memory_backed=1 discard=1
 #	VBLK_DEV_NODISCARD  null_blk memory_backed=1 discard=0
 #	VBLK_DEV_4K         null_blk memory_backed=1 blocksize=4096
+#	VBLK_DEV_CACHE      null_blk memory_backed=1 cache_size=16 (write cache)
 # Extra arguments go to the test binary (e.g. -t rw_basic, -l to list).
 set -uo pipefail
 
@@ -80,7 +81,7 @@ cleanup() {
 	for n in delay error; do
 		dmsetup remove --noudevsync "$PFX-$n" >/dev/null 2>&1
 	done
-	for n in disc nodisc 4k; do
+	for n in disc nodisc 4k cache; do
 		if [ -d "$CFS/$PFX$n" ]; then
 			echo 0 >"$CFS/$PFX$n/power" 2>/dev/null
 			rmdir "$CFS/$PFX$n" 2>/dev/null
@@ -94,7 +95,7 @@ export VBLK_DEV_RAM=/dev/ram0 VBLK_DEV_RAM2=/dev/ram1
 for r in ram0 ram1 ram2; do
 	[ -b /dev/$r ] || say "/dev/$r missing (brd rd_nr>=3 expected)"
 done
-unset VBLK_DEV_DELAY VBLK_DEV_ERROR VBLK_DEV_DISCARD VBLK_DEV_NODISCARD VBLK_DEV_4K
+unset VBLK_DEV_DELAY VBLK_DEV_ERROR VBLK_DEV_DISCARD VBLK_DEV_NODISCARD VBLK_DEV_4K VBLK_DEV_CACHE
 if [ -b /dev/ram2 ]; then
 	sz=$(blockdev --getsz /dev/ram2)
 	d=$(dm_create "$PFX-delay" "0 $sz delay /dev/ram2 0 $DELAY_MS") && export VBLK_DEV_DELAY=$d
@@ -103,8 +104,9 @@ d=$(dm_create "$PFX-error" "0 262144 error") && export VBLK_DEV_ERROR=$d
 d=$(nullb_create "${PFX}disc" blocksize=512 discard=1) && export VBLK_DEV_DISCARD=$d
 d=$(nullb_create "${PFX}nodisc" blocksize=512 discard=0) && export VBLK_DEV_NODISCARD=$d
 d=$(nullb_create "${PFX}4k" blocksize=4096) && export VBLK_DEV_4K=$d
+d=$(nullb_create "${PFX}cache" blocksize=512 cache_size=16) && export VBLK_DEV_CACHE=$d
 say "binary $bin"
-say "backends: ram=$VBLK_DEV_RAM ram2=$VBLK_DEV_RAM2 delay=${VBLK_DEV_DELAY:-none} error=${VBLK_DEV_ERROR:-none} discard=${VBLK_DEV_DISCARD:-none} nodiscard=${VBLK_DEV_NODISCARD:-none} 4k=${VBLK_DEV_4K:-none}"
+say "backends: ram=$VBLK_DEV_RAM ram2=$VBLK_DEV_RAM2 delay=${VBLK_DEV_DELAY:-none} error=${VBLK_DEV_ERROR:-none} discard=${VBLK_DEV_DISCARD:-none} nodiscard=${VBLK_DEV_NODISCARD:-none} 4k=${VBLK_DEV_4K:-none} cache=${VBLK_DEV_CACHE:-none}"
 
 # ---- run + normalise TAP ------------------------------------------------
 # The harness prints "ok N vb.case" (6.1: "ok N # SKIP why" without the
