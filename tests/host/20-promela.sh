@@ -1,0 +1,156 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# 20-promela.sh - model-check tests/model/vhost_blk.pml with spin (TAP).
+#
+# 1. The model as written must verify: no assertion violation (status
+#    read before written, garbage used entry, duplicate or wrong status)
+#    and no invalid end state (a lost wake-up stops the system while the
+#    guest still waits for a request), for EVENT_IDX off and on; plus the
+#    LTL property "<> all requests reaped by the guest".
+# 2. Every barrier mutation (-DNO_MB_..., SKIP_RECHECK, SHORTCUT_WAKE)
+#    must FAIL verification with the expected kind of error: this shows
+#    the model is able to see the bug each barrier prevents.
+#
+# Knobs: VHOST_BLK_MODEL_NREQ (default 2; 3 needs ~15 GB and many minutes),
+#        VHOST_BLK_MODEL_TIMEOUT (seconds per pan run, default 600).
+set -u
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+MODEL=$REPO/tests/model/vhost_blk.pml
+NREQ=${VHOST_BLK_MODEL_NREQ:-2}
+TMO=${VHOST_BLK_MODEL_TIMEOUT:-600}
+WORK=$REPO/build/model
+n=0
+fails=0
+
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
+
+if ! command -v spin >/dev/null || ! command -v gcc >/dev/null; then
+	notok "promela: spin and gcc present (apt-get install spin, see scripts/deps.list)"
+	echo "1..$n"
+	exit 1
+fi
+mkdir -p "$WORK"
+
+# verify NAME MODE -D... : MODE is safety or ltl.  Prints pan's output
+# into $WORK/NAME/pan.out and returns 0 when pan ran to completion
+# (sets ERRS to pan's error count, STATES to states stored).
+verify() {
+	local name=$1 mode=$2 d
+	shift 2
+	d=$WORK/$name
+	rm -rf "$d" && mkdir -p "$d"
+	cp "$MODEL" "$d/vhost_blk.pml"
+	ERRS=x STATES=x KIND=
+	if ! (cd "$d" && spin -a "$@" vhost_blk.pml >spin.out 2>&1); then
+		echo "# spin -a failed for $name:" && sed 's/^/#   /' "$d/spin.out"
+		return 1
+	fi
+	local cflags="-O2 -w -DCOLLAPSE" pflags="-m20000"
+	if [ "$mode" = safety ]; then
+		cflags="$cflags -DSAFETY -DNOCLAIM"
+	else
+		pflags="$pflags -a"
+	fi
+	if ! (cd "$d" && gcc $cflags -o pan pan.c >cc.out 2>&1); then
+		echo "# gcc pan.c failed for $name" && sed 's/^/#   /' "$d/cc.out" | head -20
+		return 1
+	fi
+	(cd "$d" && timeout "$TMO" ./pan $pflags >pan.out 2>&1)
+	local rc=$?
+	if [ $rc -eq 124 ]; then
+		echo "# pan timed out after ${TMO}s for $name"
+		return 1
+	fi
+	ERRS=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' "$d/pan.out" | tail -1)
+	STATES=$(awk '/states, stored/ {print $1; exit}' "$d/pan.out")
+	if grep -q "assertion violated" "$d/pan.out"; then
+		KIND=assert
+	elif grep -q "invalid end state" "$d/pan.out" &&
+	     grep -q "^pan:1: invalid end state" "$d/pan.out"; then
+		KIND=deadlock
+	elif grep -q "acceptance cycle" "$d/pan.out" &&
+	     grep -q "^pan:1: acceptance cycle" "$d/pan.out"; then
+		KIND=liveness
+	fi
+	if grep -qE "max search depth too small|out of memory|pan: reached -DMEMLIM" "$d/pan.out"; then
+		echo "# pan search incomplete for $name:"
+		grep -E "max search depth|memory" "$d/pan.out" | sed 's/^/#   /'
+		return 1
+	fi
+	[ -n "$ERRS" ]
+}
+
+# 1. the model verifies
+for ev in 0 1; do
+	cfg="-DNREQ=$NREQ -DEVENT_IDX=$ev"
+	if verify "base-safety-ev$ev" safety $cfg && [ "$ERRS" = 0 ]; then
+		ok "promela: model verifies, EVENT_IDX=$ev NREQ=$NREQ: no assertion, no lost wake-up ($STATES states)"
+	else
+		notok "promela: model verifies, EVENT_IDX=$ev NREQ=$NREQ (errors=$ERRS, see $WORK/base-safety-ev$ev/pan.out)"
+	fi
+	if verify "base-ltl-ev$ev" ltl $cfg && [ "$ERRS" = 0 ]; then
+		ok "promela: LTL <>(all requests reaped) holds, EVENT_IDX=$ev NREQ=$NREQ ($STATES states)"
+	else
+		notok "promela: LTL <>(all requests reaped), EVENT_IDX=$ev (errors=$ERRS, see $WORK/base-ltl-ev$ev/pan.out)"
+	fi
+done
+# a request split into two bios, one of which may fail: IOERR iff a bio failed
+if verify "base-2bio" safety -DNREQ=1 -DNBIO=2 && [ "$ERRS" = 0 ]; then
+	ok "promela: model verifies with 2 bios per request: status IOERR iff a bio failed ($STATES states)"
+else
+	notok "promela: model with 2 bios per request (errors=$ERRS, see $WORK/base-2bio/pan.out)"
+fi
+
+# 2. every mutation must fail, with the expected kind of error
+#    name            kind      extra -D
+mutations="
+NO_MB_GUEST_KICK      deadlock  -
+NO_MB_ENABLE_NOTIFY   deadlock  -
+SKIP_RECHECK          deadlock  -
+NO_MB_SIGNAL          deadlock  -
+NO_MB_GUEST_ENABLE_CB deadlock  -
+NO_WMB_USED           assert    -
+NO_RELEASE_LLIST      assert    -
+NO_MB_WORK_QUEUE      deadlock  -
+NO_MB_WORK_CLEAR      deadlock  -
+SHORTCUT_WAKE         deadlock  -
+NO_MB_BIO_DEC         assert    -DNBIO=2
+"
+while read -r mut kind extra; do
+	[ -n "$mut" ] || continue
+	[ "$extra" = - ] && extra=
+	for ev in 0 1; do
+		if [ "$mut" = NO_MB_BIO_DEC ]; then
+			cfg="-DNREQ=1 -DEVENT_IDX=$ev $extra"
+		else
+			cfg="-DNREQ=$NREQ -DEVENT_IDX=$ev $extra"
+		fi
+		name="mut-$mut-ev$ev"
+		if verify "$name" safety $cfg -D"$mut"; then
+			if [ "$ERRS" != 0 ] && [ "$KIND" = "$kind" ]; then
+				ok "promela: mutation $mut (EVENT_IDX=$ev) fails verification as expected: $kind"
+			else
+				notok "promela: mutation $mut (EVENT_IDX=$ev) should fail with $kind, got errors=$ERRS kind=${KIND:-none} ($WORK/$name/pan.out)"
+			fi
+		else
+			notok "promela: mutation $mut (EVENT_IDX=$ev): verification did not run to a result"
+		fi
+	done
+done <<<"$mutations"
+
+# the liveness property sees the lost wake-up too (not only the deadlock check)
+for mut in NO_MB_ENABLE_NOTIFY NO_MB_SIGNAL; do
+	name="mut-ltl-$mut"
+	if verify "$name" ltl -DNREQ=$NREQ -DEVENT_IDX=1 -D"$mut" &&
+	   [ "$ERRS" != 0 ] && [ "$KIND" = liveness ]; then
+		ok "promela: mutation $mut violates LTL <>(all requests reaped) as expected"
+	else
+		notok "promela: mutation $mut should violate the LTL property, got errors=$ERRS kind=${KIND:-none} ($WORK/$name/pan.out)"
+	fi
+done
+
+echo "1..$n"
+[ "$fails" -eq 0 ]
