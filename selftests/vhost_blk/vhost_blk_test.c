@@ -6,7 +6,8 @@
  * why:
  *   VBLK_DEV_RAM        RAM disk, 512-byte blocks (default /dev/ram0)
  *   VBLK_DEV_RAM2       a second one (default /dev/ram1)
- *   VBLK_DEV_DELAY      dm-delay (a few hundred ms) over a RAM disk
+ *   VBLK_DEV_DELAY      dm-delay (a few hundred ms) over a RAM disk,
+ *   VBLK_DEV_DELAY_UNDER  that RAM disk (same sectors)
  *   VBLK_DEV_DISCARD    memory-backed null_blk with discard=1
  *   VBLK_DEV_NODISCARD  memory-backed null_blk without discard
  *   VBLK_DEV_ERROR      dm "error" target (every I/O fails)
@@ -347,7 +348,7 @@ static int raw_ioctl(int fd, unsigned long cmd, void *arg)
 	return ioctl(fd, cmd, arg) < 0 ? errno : 0;
 }
 
-TEST_F(vb, features_offered)
+TEST_F_TIMEOUT(vb, features_offered, 90)
 {
 	struct ctx c;
 
@@ -361,7 +362,7 @@ TEST_F(vb, features_offered)
 	ctx_close(&c);
 }
 
-TEST_F(vb, set_features_each_bit)
+TEST_F_TIMEOUT(vb, set_features_each_bit, 90)
 {
 	struct ctx c;
 
@@ -434,7 +435,7 @@ static void expect_all_eperm(struct __test_metadata *_metadata, int fd,
 	free(m);
 }
 
-TEST_F(vb, ioctl_before_owner)
+TEST_F_TIMEOUT(vb, ioctl_before_owner, 90)
 {
 	struct vblk_opts o = VBLK_OPTS_DEFAULT;
 	const char *ram;
@@ -456,7 +457,7 @@ TEST_F(vb, ioctl_before_owner)
 	ctx_close(&c);
 }
 
-TEST_F(vb, set_owner_twice)
+TEST_F_TIMEOUT(vb, set_owner_twice, 90)
 {
 	struct ctx c;
 
@@ -467,7 +468,7 @@ TEST_F(vb, set_owner_twice)
 }
 
 /* A process that is not the owner (fork: other mm) gets EPERM. */
-TEST_F(vb, ioctl_not_owner)
+TEST_F_TIMEOUT(vb, ioctl_not_owner, 90)
 {
 	const char *ram;
 	struct ctx c;
@@ -505,7 +506,7 @@ TEST_F(vb, ioctl_not_owner)
 	ctx_close(&c);
 }
 
-TEST_F(vb, mem_table_errors)
+TEST_F_TIMEOUT(vb, mem_table_errors, 90)
 {
 	const char *ram = env_dev("VBLK_DEV_RAM", "/dev/ram0");
 	struct vhost_memory *m;
@@ -548,7 +549,7 @@ TEST_F(vb, mem_table_errors)
 	ctx_close(&c);
 }
 
-TEST_F(vb, vring_ioctl_errors)
+TEST_F_TIMEOUT(vb, vring_ioctl_errors, 90)
 {
 	struct vhost_vring_state s;
 	struct vhost_vring_addr a;
@@ -616,7 +617,7 @@ TEST_F(vb, vring_ioctl_errors)
 }
 
 /* Ring geometry cannot change under a running backend. */
-TEST_F(vb, vring_busy_with_backend)
+TEST_F_TIMEOUT(vb, vring_busy_with_backend, 90)
 {
 	struct vhost_vring_state s = { .index = 0, .num = 64 };
 	const char *ram;
@@ -638,7 +639,7 @@ TEST_F(vb, vring_busy_with_backend)
 	ctx_close(&c);
 }
 
-TEST_F(vb, set_backend_errors)
+TEST_F_TIMEOUT(vb, set_backend_errors, 90)
 {
 	int fd, pfd[2], efd, reg;
 	struct ctx c;
@@ -673,7 +674,7 @@ TEST_F(vb, set_backend_errors)
 
 /* SET_BACKEND with a used ring the kernel cannot write: EFAULT, and the
  * device stays detached (nothing served) until fixed. */
-TEST_F(vb, set_backend_ring_efault)
+TEST_F_TIMEOUT(vb, set_backend_ring_efault, 90)
 {
 	struct vhost_vring_addr a = { .index = 0 };
 	const char *ram;
@@ -708,7 +709,7 @@ TEST_F(vb, set_backend_ring_efault)
 	ctx_close(&c);
 }
 
-TEST_F(vb, set_serial_readonly_errors)
+TEST_F_TIMEOUT(vb, set_serial_readonly_errors, 90)
 {
 	struct ctx c;
 	int v;
@@ -729,7 +730,7 @@ TEST_F(vb, set_serial_readonly_errors)
 	ctx_close(&c);
 }
 
-TEST_F(vb, unknown_ioctl)
+TEST_F_TIMEOUT(vb, unknown_ioctl, 90)
 {
 	struct ctx c;
 	int v = 0;
@@ -741,7 +742,7 @@ TEST_F(vb, unknown_ioctl)
 	ctx_close(&c);
 }
 
-TEST_F(vb, log_base_and_fd)
+TEST_F_TIMEOUT(vb, log_base_and_fd, 90)
 {
 	struct ctx c;
 	uint64_t base;
@@ -766,7 +767,7 @@ TEST_F(vb, log_base_and_fd)
 }
 
 /* RESET_OWNER: back to the pre-owner state, then a new owner works. */
-TEST_F(vb, reset_owner)
+TEST_F_TIMEOUT(vb, reset_owner, 90)
 {
 	const char *ram;
 	uint64_t seed = new_seed();
@@ -788,7 +789,7 @@ TEST_F(vb, reset_owner)
 /* data path                                                            */
 /* =================================================================== */
 
-TEST_F(vb, rw_basic)
+TEST_F_TIMEOUT(vb, rw_basic, 90)
 {
 	uint64_t seed = new_seed();
 	const char *ram;
@@ -833,7 +834,7 @@ TEST_F_TIMEOUT(vb, rw_sizes, 120)
 	ctx_close(&c);
 }
 
-TEST_F(vb, rw_too_big)
+TEST_F_TIMEOUT(vb, rw_too_big, 90)
 {
 	size_t len = VHOST_BLK_MAX_DATA_BYTES + 512;
 	uint64_t seed = new_seed();
@@ -855,7 +856,7 @@ TEST_F(vb, rw_too_big)
 	ctx_close(&c);
 }
 
-TEST_F(vb, rw_zero_length)
+TEST_F_TIMEOUT(vb, rw_zero_length, 90)
 {
 	const char *ram;
 	uint32_t used;
@@ -873,7 +874,7 @@ TEST_F(vb, rw_zero_length)
 	ctx_close(&c);
 }
 
-TEST_F(vb, rw_not_multiple_of_512)
+TEST_F_TIMEOUT(vb, rw_not_multiple_of_512, 90)
 {
 	size_t bad[] = { 1, 100, 511, 513, 4095, 4097 };
 	uint64_t seed = new_seed();
@@ -899,7 +900,7 @@ TEST_F(vb, rw_not_multiple_of_512)
 	ctx_close(&c);
 }
 
-TEST_F(vb, rw_out_of_range)
+TEST_F_TIMEOUT(vb, rw_out_of_range, 90)
 {
 	const char *ram;
 	uint32_t used;
@@ -1040,7 +1041,7 @@ TEST_F_TIMEOUT(vb, layouts_two_regions, 120)
 
 /* A data buffer contiguous in guest-physical space that crosses from one
  * memory region into the other (split in user space). */
-TEST_F(vb, buffer_crosses_regions)
+TEST_F_TIMEOUT(vb, buffer_crosses_regions, 90)
 {
 	struct vblk_opts o = VBLK_OPTS_DEFAULT;
 	uint64_t seed = new_seed(), edge, hdr, data, st;
@@ -1160,7 +1161,7 @@ TEST_F_TIMEOUT(vb, single_byte_descriptors, 120)
 }
 
 /* The status is the LAST writable byte, whatever precedes it. */
-TEST_F(vb, status_is_last_writable_byte)
+TEST_F_TIMEOUT(vb, status_is_last_writable_byte, 90)
 {
 	uint8_t pre[7], zero[512] = { 0 };
 	uint64_t seed = new_seed();
@@ -1201,7 +1202,7 @@ TEST_F(vb, status_is_last_writable_byte)
 	ctx_close(&c);
 }
 
-TEST_F(vb, flush)
+TEST_F_TIMEOUT(vb, flush, 90)
 {
 	uint64_t seed = new_seed();
 	const char *ram;
@@ -1224,7 +1225,7 @@ TEST_F(vb, flush)
 
 /* FLUSH reaches a backend with a volatile write cache (null_blk with
  * cache_size): its flush counter moves, and only then is the request done. */
-TEST_F(vb, flush_reaches_backend)
+TEST_F_TIMEOUT(vb, flush_reaches_backend, 90)
 {
 	uint64_t seed = new_seed();
 	long long before, after;
@@ -1248,7 +1249,7 @@ TEST_F(vb, flush_reaches_backend)
 	ctx_close(&c);
 }
 
-TEST_F(vb, get_id)
+TEST_F_TIMEOUT(vb, get_id, 90)
 {
 	const char serial[20] = "VBLK-SERIAL-01234567";
 	uint8_t buf[512];
@@ -1308,7 +1309,7 @@ TEST_F(vb, get_id)
 	ctx_close(&c);
 }
 
-TEST_F(vb, unknown_type)
+TEST_F_TIMEOUT(vb, unknown_type, 90)
 {
 	uint32_t types[] = { 2 /* SCSI_CMD */, 3, 5, 6, 7, 9, 10 /* GET_LIFETIME */,
 			     12, 14 /* SECURE_ERASE */, 16 /* ZONE_APPEND */,
@@ -1333,7 +1334,7 @@ TEST_F(vb, unknown_type)
 
 /* A chain without any device-writable byte: used.len 0 + error eventfd;
  * the queue goes on serving. */
-TEST_F(vb, no_status_byte)
+TEST_F_TIMEOUT(vb, no_status_byte, 90)
 {
 	const char *ram;
 	struct vblk_req r;
@@ -1364,7 +1365,7 @@ TEST_F(vb, no_status_byte)
 	ctx_close(&c);
 }
 
-TEST_F(vb, short_header)
+TEST_F_TIMEOUT(vb, short_header, 90)
 {
 	unsigned int lens[] = { 0, 1, 8, 15 };
 	const char *ram;
@@ -1588,7 +1589,7 @@ TEST_F_TIMEOUT(vb, ring_violations, 300)
 }
 
 /* A broken chain without an error eventfd set is still survived. */
-TEST_F(vb, ring_violation_no_err_fd)
+TEST_F_TIMEOUT(vb, ring_violation_no_err_fd, 90)
 {
 	struct vhost_vring_file f = { .index = 0, .fd = -1 };
 	struct virtio_blk_outhdr h = { .type = VIRTIO_BLK_T_IN };
@@ -1808,7 +1809,7 @@ TEST_F_TIMEOUT(vb, event_idx, 120)
 }
 
 /* Without EVENT_IDX: VRING_AVAIL_F_NO_INTERRUPT suppresses calls. */
-TEST_F(vb, no_interrupt_flag)
+TEST_F_TIMEOUT(vb, no_interrupt_flag, 90)
 {
 	const char *ram;
 	struct vblk_req r[8];
@@ -1837,7 +1838,7 @@ TEST_F(vb, no_interrupt_flag)
 }
 
 /* NOTIFY_ON_EMPTY: a call when the ring runs empty, even if suppressed. */
-TEST_F(vb, notify_on_empty)
+TEST_F_TIMEOUT(vb, notify_on_empty, 90)
 {
 	const char *ram;
 	struct vblk_req r[4];
@@ -1863,7 +1864,7 @@ TEST_F(vb, notify_on_empty)
 }
 
 /* Calls go to the queue's own call eventfd only. */
-TEST_F(vb, call_per_queue)
+TEST_F_TIMEOUT(vb, call_per_queue, 90)
 {
 	const char *ram;
 	struct vblk_req r;
@@ -1949,7 +1950,7 @@ static void expect_ro(struct __test_metadata *_metadata, struct ctx *c,
 	dev_check(_metadata, &c->d.vq[0], 700, 4096, seed, NULL, why);
 }
 
-TEST_F(vb, readonly_fd)
+TEST_F_TIMEOUT(vb, readonly_fd, 90)
 {
 	struct vblk_opts o = VBLK_OPTS_DEFAULT;
 	const char *ram;
@@ -1965,7 +1966,7 @@ TEST_F(vb, readonly_fd)
 	ctx_close(&c);
 }
 
-TEST_F(vb, readonly_ioctl)
+TEST_F_TIMEOUT(vb, readonly_ioctl, 90)
 {
 	uint64_t seed = new_seed();
 	const char *ram;
@@ -1982,7 +1983,7 @@ TEST_F(vb, readonly_ioctl)
 	ctx_close(&c);
 }
 
-TEST_F(vb, readonly_feature)
+TEST_F_TIMEOUT(vb, readonly_feature, 90)
 {
 	const char *ram;
 	struct ctx c;
@@ -2145,7 +2146,7 @@ TEST_F_TIMEOUT(vb, discard, 120)
 	ctx_close(&c);
 }
 
-TEST_F(vb, discard_unsupported_backend)
+TEST_F_TIMEOUT(vb, discard_unsupported_backend, 90)
 {
 	struct dwz_seg s = { 10, 8, 0 };
 	uint64_t seed = new_seed();
@@ -2169,7 +2170,7 @@ TEST_F(vb, discard_unsupported_backend)
 
 /* ---- backend properties ---------------------------------------------------- */
 
-TEST_F(vb, backend_io_error)
+TEST_F_TIMEOUT(vb, backend_io_error, 90)
 {
 	const char *dev;
 	uint32_t used;
@@ -2192,7 +2193,7 @@ TEST_F(vb, backend_io_error)
 	ctx_close(&c);
 }
 
-TEST_F(vb, logical_block_4k)
+TEST_F_TIMEOUT(vb, logical_block_4k, 90)
 {
 	uint64_t seed = new_seed();
 	const char *dev;
@@ -2232,7 +2233,7 @@ TEST_F(vb, logical_block_4k)
 
 /* ---- backend attach / detach ---------------------------------------------- */
 
-TEST_F(vb, detached_requests_wait_for_backend)
+TEST_F_TIMEOUT(vb, detached_requests_wait_for_backend, 90)
 {
 	uint64_t seed = new_seed();
 	struct vblk_req r[4];
@@ -2276,7 +2277,7 @@ TEST_F(vb, detached_requests_wait_for_backend)
 	ctx_close(&c);
 }
 
-TEST_F(vb, backend_replace)
+TEST_F_TIMEOUT(vb, backend_replace, 90)
 {
 	uint64_t seed = new_seed();
 	const char *ram, *ram2;
@@ -2306,7 +2307,7 @@ TEST_F(vb, backend_replace)
  * with SET_VRING_BASE + SET_BACKEND.  Requests queued while stopped are not
  * consumed and are served after the resume.
  */
-TEST_F(vb, stop_and_resume)
+TEST_F_TIMEOUT(vb, stop_and_resume, 90)
 {
 	struct vhost_vring_state s = { .index = 0 };
 	struct vblk_req r[8];
@@ -2349,6 +2350,20 @@ TEST_F(vb, stop_and_resume)
 #define INFLIGHT_LEN	(32 * KiB)
 #define INFLIGHT_SEC	2000
 
+/* Has the device consumed n avail entries of vq 0 (GET_VRING_BASE)? */
+static bool consumed(struct ctx *c, unsigned int n, int timeout_ms)
+{
+	uint64_t t0 = vblk_now_ms();
+	struct vhost_vring_state s = { .index = 0 };
+
+	do {
+		if (raw_ioctl(c->d.fd, VHOST_GET_VRING_BASE, &s) == 0 && s.num >= n)
+			return true;
+		usleep(2000);
+	} while (vblk_now_ms() - t0 < (uint64_t)timeout_ms);
+	return false;
+}
+
 /* Submit INFLIGHT_N writes on vq 0 and make sure they are in flight. */
 static void start_inflight(struct __test_metadata *_metadata, struct ctx *c,
 			   struct vblk_req *r, uint8_t *buf, uint64_t seed)
@@ -2362,16 +2377,31 @@ static void start_inflight(struct __test_metadata *_metadata, struct ctx *c,
 		ASSERT_EQ(0, vblk_submit(&c->d.vq[0], &r[i]));
 	}
 	vblk_kick(&c->d.vq[0], true);
-	usleep(50 * 1000);
+	/* wait until the device has taken them all off the ring */
+	ASSERT_TRUE(consumed(c, INFLIGHT_N, 10000))
+		TH_LOG("the device did not take %d requests off the ring", INFLIGHT_N);
 	/* dm-delay holds them: none can be complete yet */
 	ASSERT_EQ(0, vblk_reap(&c->d.vq[0]))
-		TH_LOG("writes completed within 50 ms: is %s a dm-delay device?",
+		TH_LOG("writes already completed: is %s a dm-delay device?",
 		       c->path);
 }
 
 static const char *delay_dev(void)
 {
 	return env_dev("VBLK_DEV_DELAY", NULL);
+}
+
+/*
+ * Where to check that in-flight writes have landed: the device under
+ * dm-delay (VBLK_DEV_DELAY_UNDER), read directly.  Through dm-delay itself
+ * a read would queue behind the delayed writes and hide a teardown that
+ * did not wait for them.
+ */
+static const char *under(const char *dev)
+{
+	const char *u = env_dev("VBLK_DEV_DELAY_UNDER", NULL);
+
+	return u && !access(u, F_OK) ? u : dev;
 }
 
 TEST_F_TIMEOUT(vb, detach_with_io_in_flight, 120)
@@ -2399,7 +2429,7 @@ TEST_F_TIMEOUT(vb, detach_with_io_in_flight, 120)
 		EXPECT_EQ(1, r[i].used_len);
 	}
 	EXPECT_LE(1, vblk_call_count(&c.d.vq[0], 1000)) TH_LOG("no call for drained requests");
-	bdev_check(_metadata, dev, INFLIGHT_SEC, INFLIGHT_N * INFLIGHT_LEN, seed,
+	bdev_check(_metadata, under(dev), INFLIGHT_SEC, INFLIGHT_N * INFLIGHT_LEN, seed,
 		   "drained at detach");
 	/* re-attach and go on */
 	ASSERT_EQ(0, vblk_set_backend(&c.d, c.bfd));
@@ -2426,7 +2456,7 @@ TEST_F_TIMEOUT(vb, replace_with_io_in_flight, 120)
 	start_inflight(_metadata, &c, r, buf, seed);
 	ASSERT_EQ(0, vblk_set_backend(&c.d, fd2));
 	EXPECT_EQ(INFLIGHT_N, vblk_reap(&c.d.vq[0]));
-	bdev_check(_metadata, dev, INFLIGHT_SEC, INFLIGHT_N * INFLIGHT_LEN, seed,
+	bdev_check(_metadata, under(dev), INFLIGHT_SEC, INFLIGHT_N * INFLIGHT_LEN, seed,
 		   "old backend got the in-flight writes");
 	c.path = ram2;
 	dev_write(_metadata, &c.d.vq[0], 3000, 4096, seed + 1, NULL);
@@ -2452,7 +2482,7 @@ TEST_F_TIMEOUT(vb, close_with_io_in_flight, 120)
 	c.bfd = -1;
 	close(c.d.fd);	/* waits for the in-flight writes */
 	c.d.fd = -1;
-	bdev_check(_metadata, dev, INFLIGHT_SEC, INFLIGHT_N * INFLIGHT_LEN, seed,
+	bdev_check(_metadata, under(dev), INFLIGHT_SEC, INFLIGHT_N * INFLIGHT_LEN, seed,
 		   "written before close returned");
 	/* guest memory still ours: whatever was returned is well formed */
 	vblk_reap(&c.d.vq[0]);
@@ -2474,7 +2504,7 @@ TEST_F_TIMEOUT(vb, reset_owner_with_io_in_flight, 120)
 	ctx_open(_metadata, &c, dev, 1);
 	start_inflight(_metadata, &c, r, buf, seed);
 	ASSERT_EQ(0, raw_ioctl(c.d.fd, VHOST_RESET_OWNER, NULL));
-	bdev_check(_metadata, dev, INFLIGHT_SEC, INFLIGHT_N * INFLIGHT_LEN, seed,
+	bdev_check(_metadata, under(dev), INFLIGHT_SEC, INFLIGHT_N * INFLIGHT_LEN, seed,
 		   "written before RESET_OWNER returned");
 	vblk_reap(&c.d.vq[0]);
 	EXPECT_EQ(0, c.d.vq[0].bad_used);
@@ -2527,7 +2557,7 @@ static void owner_dies(struct __test_metadata *_metadata, bool sigkill)
 	} else {
 		EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	}
-	bdev_check(_metadata, dev, INFLIGHT_SEC, INFLIGHT_N * INFLIGHT_LEN, seed,
+	bdev_check(_metadata, under(dev), INFLIGHT_SEC, INFLIGHT_N * INFLIGHT_LEN, seed,
 		   "written by the time the owner was reaped");
 	close(pfd[0]);
 }
@@ -2843,7 +2873,7 @@ static bool log_bit(const uint8_t *log, uint64_t gpa)
 	return log[page / 8] & (1 << (page % 8));
 }
 
-TEST_F(vb, dirty_log)
+TEST_F_TIMEOUT(vb, dirty_log, 90)
 {
 	struct vblk_opts o = VBLK_OPTS_DEFAULT;
 	uint64_t seed = new_seed(), logbase, feat;

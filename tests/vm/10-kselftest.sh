@@ -11,6 +11,7 @@
 # Backends (exported to the test binary):
 #	VBLK_DEV_RAM=/dev/ram0  VBLK_DEV_RAM2=/dev/ram1
 #	VBLK_DEV_DELAY      dm-delay (VBLK_DELAY_MS, default 400 ms) over /dev/ram2
+#	VBLK_DEV_DELAY_UNDER=/dev/ram2
 #	VBLK_DEV_ERROR      dm "error" target
 #	VBLK_DEV_DISCARD    null_blk memory_backed=1 discard=1
 #	VBLK_DEV_NODISCARD  null_blk memory_backed=1 discard=0
@@ -95,10 +96,11 @@ export VBLK_DEV_RAM=/dev/ram0 VBLK_DEV_RAM2=/dev/ram1
 for r in ram0 ram1 ram2; do
 	[ -b /dev/$r ] || say "/dev/$r missing (brd rd_nr>=3 expected)"
 done
-unset VBLK_DEV_DELAY VBLK_DEV_ERROR VBLK_DEV_DISCARD VBLK_DEV_NODISCARD VBLK_DEV_4K VBLK_DEV_CACHE
+unset VBLK_DEV_DELAY VBLK_DEV_DELAY_UNDER VBLK_DEV_ERROR VBLK_DEV_DISCARD VBLK_DEV_NODISCARD VBLK_DEV_4K VBLK_DEV_CACHE
 if [ -b /dev/ram2 ]; then
 	sz=$(blockdev --getsz /dev/ram2)
-	d=$(dm_create "$PFX-delay" "0 $sz delay /dev/ram2 0 $DELAY_MS") && export VBLK_DEV_DELAY=$d
+	d=$(dm_create "$PFX-delay" "0 $sz delay /dev/ram2 0 $DELAY_MS") &&
+		export VBLK_DEV_DELAY=$d VBLK_DEV_DELAY_UNDER=/dev/ram2
 fi
 d=$(dm_create "$PFX-error" "0 262144 error") && export VBLK_DEV_ERROR=$d
 d=$(nullb_create "${PFX}disc" blocksize=512 discard=1) && export VBLK_DEV_DISCARD=$d
