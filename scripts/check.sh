@@ -170,7 +170,8 @@ main()
 	t0=$(vb_now)
 	mkdir -p "$LOGDIR"
 	vb_lock "$LOGDIR/.lock"
-	rm -rf "$LOGDIR"/*
+	# Only what an earlier run wrote: LOGDIR may be a shared directory.
+	rm -rf "${LOGDIR:?}"/{deps.log,prepare-*.log,host-*.log,kernel-*.log,build-*.log,vm-*}
 	export VHOST_BLK_LINES="$VB_LINES"
 
 	stage_deps

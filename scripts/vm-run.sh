@@ -143,6 +143,7 @@ build_initramfs()
 		echo "$out"
 		return
 	fi
+	# shellcheck disable=SC2086 # a list of names
 	mods=$(modorder "$moddir" $STAGE1_MODS) || vb_die "cannot resolve $STAGE1_MODS for $abi"
 	tmp=$(mktemp -d)
 	mkdir -p "$tmp"/{bin,dev,proc,sys,modules}
