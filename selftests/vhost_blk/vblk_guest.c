@@ -931,6 +931,15 @@ int vblk_reap(struct vblk_vq *vq)
 			vq->bad_used++;
 		}
 		gather(vq, r);
+		/* a request with a status byte: the device wrote it (used.len
+		 * >= 1) and it is one of OK / IOERR / UNSUPP */
+		if (!r->raw && r->status_len &&
+		    (!e.len || r->status > VIRTIO_BLK_S_UNSUPP)) {
+			vlog("vq %u head %u (%s): used.len %u status %u\n",
+			     vq->idx, e.id, r->name ? r->name : "-", e.len,
+			     r->status);
+			vq->bad_used++;
+		}
 		r->inflight = false;
 		req_free_mem(vq->dev, r);
 		r->done = true;

@@ -44,7 +44,9 @@
  * scattered), whether the chain is indirect, and whether writable pieces
  * come first (a ring-rule violation).  The library copies the readable
  * stream into guest memory at submit time and gathers the writable stream
- * back into r.in / r.status when the used entry is reaped.
+ * back into r.in / r.status when the used entry is reaped.  A reaped
+ * request that has a status byte but used.len 0, or a status other than
+ * OK / IOERR / UNSUPP, counts in vq->bad_used.
  *
  * Completions.  A reaped request has done = 1, used_len = used.len,
  * status = last writable byte (0xff-filled before submit, so "status not
@@ -150,7 +152,7 @@ struct vblk_dev {
 
 /* ---- layout of one request -------------------------------------------- */
 
-#define VBLK_MAX_CUTS	64
+#define VBLK_MAX_CUTS	256
 
 enum {
 	VBLK_L_INDIRECT = 1 << 0, /* chain in an indirect table */

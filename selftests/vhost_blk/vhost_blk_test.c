@@ -1141,6 +1141,60 @@ TEST_F_TIMEOUT(vb, unaligned_buffers, 120)
 	ctx_close(&c);
 }
 
+/* Big requests in many segments: 4 MiB in 256 indirect 16 KiB pieces,
+ * 1 MiB in 256 direct 4 KiB pieces, 1 MiB in ~250 misaligned odd pieces
+ * (bounced). */
+TEST_F_TIMEOUT(vb, rw_many_segments, 180)
+{
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+	struct vblk_layout *l = calloc(3, sizeof(*l));
+	size_t lens[3] = { VHOST_BLK_MAX_DATA_BYTES, 1 * MiB, 1 * MiB };
+	uint64_t seed = new_seed();
+	const char *ram;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
+	o.qsize = 1024;
+	o.mem_size = 64 << 20;
+	ctx_open_opts(_metadata, &c, ram, O_RDWR, &o);
+	ASSERT_NE(NULL, l);
+	/* 16 KiB pieces, indirect (header separate) */
+	l[0].flags = VBLK_L_INDIRECT;
+	l[0].nrd = VBLK_MAX_CUTS;
+	l[0].nwr = VBLK_MAX_CUTS;
+	for (int i = 0; i < VBLK_MAX_CUTS; i++) {
+		l[0].rd[i] = i ? 16 * KiB : 16;
+		l[0].wr[i] = 16 * KiB;
+	}
+	/* 1 MiB in 4 KiB pieces, direct */
+	l[1].nrd = VBLK_MAX_CUTS;
+	l[1].nwr = VBLK_MAX_CUTS;
+	for (int i = 0; i < VBLK_MAX_CUTS; i++) {
+		l[1].rd[i] = i ? 4096 : 16;
+		l[1].wr[i] = 4096;
+	}
+	/* 1 MiB, every piece at offset 3 with odd lengths */
+	l[2].offset = 3;
+	l[2].nrd = VBLK_MAX_CUTS;
+	l[2].nwr = VBLK_MAX_CUTS;
+	for (int i = 0; i < VBLK_MAX_CUTS; i++) {
+		l[2].rd[i] = i ? 4093 + 2 * i : 16;
+		l[2].wr[i] = 5003 - 2 * i;
+	}
+	for (int k = 0; k < 3; k++) {
+		uint64_t sec = 30000 + k * (VHOST_BLK_MAX_DATA_BYTES / 512);
+		char what[64];
+
+		snprintf(what, sizeof(what), "many segments, layout %d", k);
+		dev_write(_metadata, &c.d.vq[0], sec, lens[k], seed + k, &l[k]);
+		bdev_check(_metadata, ram, sec, lens[k], seed + k, what);
+		dev_check(_metadata, &c.d.vq[0], sec, lens[k], seed + k, &l[k], what);
+	}
+	free(l);
+	ctx_close(&c);
+}
+
 /* Every byte of header, data and status its own descriptor. */
 TEST_F_TIMEOUT(vb, single_byte_descriptors, 120)
 {
