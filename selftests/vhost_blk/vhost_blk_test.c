@@ -2110,6 +2110,40 @@ static void write_zeroes_cases(struct __test_metadata *_metadata, struct ctx *c)
 	}
 }
 
+/* The largest WRITE_ZEROES: VHOST_BLK_MAX_DWZ_SEGS segments. */
+static void write_zeroes_max_segs(struct __test_metadata *_metadata, struct ctx *c)
+{
+	struct dwz_seg *s = calloc(VHOST_BLK_MAX_DWZ_SEGS, sizeof(*s));
+	const uint64_t base = 4000;
+	uint64_t seed = new_seed();
+	uint8_t *b = malloc(2 * VHOST_BLK_MAX_DWZ_SEGS * 512);
+	static const uint8_t zero[512];
+	uint32_t used;
+	char why[200];
+
+	bdev_fill(_metadata, c->path, base, 2 * VHOST_BLK_MAX_DWZ_SEGS * 512, seed);
+	/* every other sector, in reverse order */
+	for (int i = 0; i < VHOST_BLK_MAX_DWZ_SEGS; i++)
+		s[i] = (struct dwz_seg){ base + 2 * (VHOST_BLK_MAX_DWZ_SEGS - 1 - i), 1, 0 };
+	EXPECT_EQ(VIRTIO_BLK_S_OK, dwz(_metadata, &c->d.vq[0], VIRTIO_BLK_T_WRITE_ZEROES,
+				       s, VHOST_BLK_MAX_DWZ_SEGS * 16, &used))
+		TH_LOG("%d segments", VHOST_BLK_MAX_DWZ_SEGS);
+	EXPECT_EQ(1, used);
+	bdev_rw(_metadata, c->path, false, base, b, 2 * VHOST_BLK_MAX_DWZ_SEGS * 512);
+	for (int i = 0; i < 2 * VHOST_BLK_MAX_DWZ_SEGS; i++) {
+		bool ok = i % 2 ? vblk_pattern_check(b + i * 512, 512, base + i, seed,
+						      why, sizeof(why)) == -1 :
+				  !memcmp(b + i * 512, zero, 512);
+
+		EXPECT_TRUE(ok) TH_LOG("sector %llu should be %s", (unsigned long long)(base + i),
+				       i % 2 ? "untouched" : "zero");
+		if (!ok)
+			break;
+	}
+	free(b);
+	free(s);
+}
+
 /* Bad DISCARD / WRITE_ZEROES requests on any backend. */
 static void dwz_bad_cases(struct __test_metadata *_metadata, struct ctx *c,
 			  uint32_t type)
@@ -2168,6 +2202,7 @@ TEST_F_TIMEOUT(vb, write_zeroes, 120)
 	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
 	ctx_open(_metadata, &c, ram, 1);
 	write_zeroes_cases(_metadata, &c);
+	write_zeroes_max_segs(_metadata, &c);
 	dwz_bad_cases(_metadata, &c, VIRTIO_BLK_T_WRITE_ZEROES);
 	ctx_close(&c);
 }
@@ -2461,6 +2496,49 @@ static const char *under(const char *dev)
 	const char *u = env_dev("VBLK_DEV_DELAY_UNDER", NULL);
 
 	return u && !access(u, F_OK) ? u : dev;
+}
+
+/* A whole ring of requests in flight at once (held by dm-delay). */
+TEST_F_TIMEOUT(vb, full_queue_in_flight, 120)
+{
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+	static const struct vblk_layout ind = { .flags = VBLK_L_INDIRECT };
+	uint64_t seed = new_seed();
+	struct vblk_req *r;
+	const size_t len = 4096;
+	const char *dev;
+	uint8_t *buf;
+	struct ctx c;
+	unsigned int n;
+
+	NEED_VHOST();
+	NEED_BDEV(dev, "VBLK_DEV_DELAY", NULL);
+	o.qsize = 128;
+	ctx_open_opts(_metadata, &c, dev, O_RDWR, &o);
+	n = c.d.vq[0].num;
+	r = calloc(n, sizeof(*r));
+	buf = malloc(n * len);
+	vblk_pattern_fill(buf, n * len, 9000, seed);
+	for (unsigned int i = 0; i < n; i++) {
+		vblk_req_init(&r[i], VIRTIO_BLK_T_OUT, 9000 + i * 8);
+		r[i].out = buf + i * len;
+		r[i].out_len = len;
+		r[i].layout = &ind;	/* one ring descriptor each */
+		ASSERT_EQ(0, vblk_submit(&c.d.vq[0], &r[i]));
+	}
+	EXPECT_EQ(0, c.d.vq[0].nfree);
+	vblk_kick(&c.d.vq[0], false);
+	ASSERT_TRUE(consumed(&c, n, 20000)) TH_LOG("the device did not take all %u", n);
+	EXPECT_EQ(0, vblk_reap(&c.d.vq[0])) TH_LOG("completed before dm-delay released them");
+	ASSERT_EQ(0, vblk_wait_all(&c.d.vq[0], WAIT_MS));
+	for (unsigned int i = 0; i < n; i++) {
+		EXPECT_EQ(VIRTIO_BLK_S_OK, r[i].status) TH_LOG("request %u", i);
+	}
+	EXPECT_EQ(0, c.d.vq[0].bad_used);
+	bdev_check(_metadata, dev, 9000, n * len, seed, "full queue in flight");
+	free(buf);
+	free(r);
+	ctx_close(&c);
 }
 
 TEST_F_TIMEOUT(vb, detach_with_io_in_flight, 120)
