@@ -15,6 +15,9 @@
  *   VBLK_DEV_CACHE      memory-backed null_blk with a volatile write cache
  * Documentation/selftests.rst lists what each case covers.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 /* kselftest_harness.h macros have unused parameters (variant, ucontext) */
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 /* ... and compare an int literal with the unsigned value seen */
