@@ -13,8 +13,9 @@
  *  - vhost worker: everything that touches guest memory or the rings.
  *  - bio end_io (irq/softirq): vhost_blk_bio_end_io(), records and queues.
  *
- * The barrier comments name the steps of the model in
- * tests/model/vhost_blk.pml (K* = kick/submit side, C* = completion side).
+ * The barrier comments name the steps of the Promela model in
+ * tests/model/vhost_blk.pml: K kick, E bio end_io, Q and W work queueing,
+ * C completion; Documentation/robustness.rst has the step table.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -144,15 +145,15 @@ static void vhost_blk_req_done(struct vhost_blk_req *req)
 	unsigned long flags;
 
 	/*
-	 * C1: llist_add() is a full barrier (cmpxchg): req->status, written
-	 * by every bio of the request before its atomic_dec_and_test(), is
-	 * visible before the request is.  Pairs with llist_del_all() in
-	 * vhost_blk_complete() (C3).
+	 * E4: llist_add() is a full barrier (cmpxchg): req->status, written
+	 * by every bio of the request before its atomic_dec_and_test() (E2),
+	 * is visible before the request is.  Pairs with llist_del_all() in
+	 * vhost_blk_complete() (C1).
 	 *
-	 * C2: queueing the work does test_and_set_bit(VHOST_WORK_QUEUED),
-	 * fully ordered after the llist_add.  The worker clears the bit
+	 * E5/Q1: queueing the work does test_and_set_bit(VHOST_WORK_QUEUED),
+	 * fully ordered after the llist_add.  The worker clears the bit (W2)
 	 * before running the work, whose first step is the fully ordered
-	 * llist_del_all() (C3): either that xchg sees this request or this
+	 * llist_del_all() (C1): either that xchg sees this request or this
 	 * test_and_set_bit sees the cleared bit and queues the work again.
 	 * If queueing fails (owner killed), teardown frees the request.
 	 */
@@ -172,8 +173,8 @@ static void vhost_blk_req_done(struct vhost_blk_req *req)
 static void vhost_blk_req_put(struct vhost_blk_req *req)
 {
 	/*
-	 * Fully ordered: the status stores of every other bio happen before
-	 * the last put, which then publishes the request (C1).
+	 * E2: fully ordered, so the status stores of every other bio happen
+	 * before the last put, which then publishes the request (E4).
 	 */
 	if (atomic_dec_and_test(&req->pending))
 		vhost_blk_req_done(req);
@@ -540,7 +541,7 @@ static void vhost_blk_complete(struct vhost_blk_vq *bvq)
 	struct llist_node *list;
 	unsigned int n = 0;
 
-	/* C3: fully ordered xchg, pairs with llist_add() in C1. */
+	/* C1: fully ordered xchg, pairs with llist_add() in E4. */
 	list = llist_del_all(&bvq->done);
 	if (!list)
 		return;
@@ -584,9 +585,10 @@ static void vhost_blk_complete(struct vhost_blk_vq *bvq)
 		}
 	}
 	/*
-	 * C4: vhost_add_used_n() orders the used entries before the used
-	 * index (smp_wmb); vhost_signal() orders the used index before
-	 * reading used_event / avail->flags (smp_mb in vhost_notify).
+	 * C3: vhost_add_used_n() orders the status bytes and used entries
+	 * (C2) before the used index (smp_wmb).  C4/C5: vhost_signal() orders
+	 * the used index before reading used_event / avail->flags (smp_mb in
+	 * vhost_notify), pairing with the guest's R4.
 	 */
 	if (n)
 		vhost_add_used_n(vq, vq->heads, n);
@@ -633,10 +635,10 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 			break;
 		if (head == vq->num) {
 			/*
-			 * K3: re-enable kicks, then look at avail->idx again;
-			 * vhost_enable_notify() has the smp_mb between the two,
-			 * pairing with the guest's barrier between writing
-			 * avail->idx and reading used->flags / avail_event.
+			 * K4-K6: re-enable kicks, then look at avail->idx
+			 * again; vhost_enable_notify() has the smp_mb (K5)
+			 * between the two, pairing with the guest's G3 between
+			 * writing avail->idx and reading avail_event/flags.
 			 */
 			if (unlikely(vhost_enable_notify(dev, vq))) {
 				vhost_disable_notify(dev, vq);
