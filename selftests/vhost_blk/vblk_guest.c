@@ -23,8 +23,9 @@
 #define PAGE		4096ULL
 #define DATA_POISON	0xa5
 
-#define vlog(...) do { fprintf(stderr, "# vblk: " __VA_ARGS__); } while (0)
+#define vlog(...) fprintf(stderr, "# vblk: " __VA_ARGS__)
 
+/* Full barrier (the guest side of virtio's "mb"); callers say what pairs. */
 static inline void mb(void)
 {
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -508,7 +509,8 @@ void vblk_vq_set_irq(struct vblk_vq *vq, bool enable)
 	}
 	/* Pairs with the device's barrier between publishing used->idx and
 	 * reading used_event / avail->flags: after this, either we see its
-	 * new used->idx or it sees our request for a notification. */
+	 * new used->idx or it sees our request for a notification.
+	 */
 	mb();
 }
 
@@ -547,7 +549,8 @@ int vblk_kick(struct vblk_vq *vq, bool force)
 
 	/* avail->idx was published (release); order it before reading the
 	 * device's suppression state, pairs with the device re-checking the
-	 * avail ring after it re-enables notifications. */
+	 * avail ring after it re-enables notifications.
+	 */
 	mb();
 	if (vq->event_idx)
 		need = vring_need_event(__atomic_load_n(avail_event(vq),
@@ -898,6 +901,10 @@ int vblk_reap(struct vblk_vq *vq)
 			if (vq->irq_enabled && vq->event_idx) {
 				__atomic_store_n(used_event(vq), vq->last_used,
 						 __ATOMIC_RELAXED);
+				/* used_event before re-reading used->idx;
+				 * pairs with the device's barrier between
+				 * used->idx and reading used_event
+				 */
 				mb();
 				if (__atomic_load_n(&vq->used->idx,
 						    __ATOMIC_ACQUIRE) != uidx)
@@ -932,7 +939,8 @@ int vblk_reap(struct vblk_vq *vq)
 		}
 		gather(vq, r);
 		/* a request with a status byte: the device wrote it (used.len
-		 * >= 1) and it is one of OK / IOERR / UNSUPP */
+		 * >= 1) and it is one of OK / IOERR / UNSUPP
+		 */
 		if (!r->raw && r->status_len &&
 		    (!e.len || r->status > VIRTIO_BLK_S_UNSUPP)) {
 			vlog("vq %u head %u (%s): used.len %u status %u\n",

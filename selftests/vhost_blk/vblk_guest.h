@@ -84,7 +84,8 @@
 #define VBLK_SECTOR		512
 
 /* Features acked by default (everything the device offers but F_RO and
- * LOG_ALL, which change behaviour and are acked explicitly by tests). */
+ * LOG_ALL, which change behaviour and are acked explicitly by tests).
+ */
 #define VBLK_DEFAULT_FEATURES						\
 	((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | \
 	 (1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_F_ANY_LAYOUT) |   \
@@ -228,10 +229,12 @@ struct vblk_req {
 /* ---- device ------------------------------------------------------------ */
 
 /* Open /dev/vhost-blk, mmap guest memory, carve rings: no ioctls yet.
- * Returns 0 or -errno (printed). */
+ * Returns 0 or -errno (printed).
+ */
 int vblk_dev_init(struct vblk_dev *d, const struct vblk_opts *o);
 /* SET_OWNER, GET/SET_FEATURES, SET_MEM_TABLE, then vblk_vq_setup() for
- * vq 0..nvqs-1.  Returns 0 or -errno of the first failing ioctl. */
+ * vq 0..nvqs-1.  Returns 0 or -errno of the first failing ioctl.
+ */
 int vblk_dev_start(struct vblk_dev *d);
 /* vblk_dev_init() + (unless o->no_start) vblk_dev_start(). */
 int vblk_open(struct vblk_dev *d, const struct vblk_opts *o);
@@ -240,7 +243,8 @@ void vblk_close(struct vblk_dev *d);
 /* VHOST_SET_MEM_TABLE with the layout from the options. */
 int vblk_set_mem_table(struct vblk_dev *d);
 /* SET_VRING_NUM/BASE(0)/ADDR/KICK/CALL/ERR for one queue; resets the
- * queue's shadow state (all in-flight requests are forgotten). */
+ * queue's shadow state (all in-flight requests are forgotten).
+ */
 int vblk_vq_setup(struct vblk_dev *d, unsigned int idx);
 
 /* Device-specific ioctls; 0 or -errno. */
@@ -253,13 +257,15 @@ int vblk_ioctl(struct vblk_dev *d, unsigned long cmd, void *arg);
 /* ---- guest memory -------------------------------------------------------- */
 
 /* Allocate len bytes of guest memory at gpa % 4096 == off (off < 4096).
- * Returns the gpa or 0 if out of memory.  Never crosses a region edge. */
+ * Returns the gpa or 0 if out of memory.  Never crosses a region edge.
+ */
 uint64_t vblk_alloc(struct vblk_dev *d, size_t len, uint32_t off);
 /* Reserve exactly [gpa, gpa+len) (may cross the region edge): 0 or -EBUSY. */
 int vblk_alloc_at(struct vblk_dev *d, uint64_t gpa, size_t len);
 void vblk_free(struct vblk_dev *d, uint64_t gpa, size_t len);
 /* gpa -> user pointer (NULL if outside guest memory).  Valid for bytes up
- * to the end of the containing region only. */
+ * to the end of the containing region only.
+ */
 void *vblk_h(struct vblk_dev *d, uint64_t gpa);
 /* Copy to/from guest memory, crossing regions; -EFAULT if outside. */
 int vblk_write_guest(struct vblk_dev *d, uint64_t gpa, const void *src, size_t len);
@@ -269,10 +275,12 @@ int vblk_read_guest(struct vblk_dev *d, uint64_t gpa, void *dst, size_t len);
 
 void vblk_req_init(struct vblk_req *r, uint32_t type, uint64_t sector);
 /* Build the chain and place it in the avail ring (avail->idx published),
- * no kick.  0, -ENOSPC (no descriptors / memory), -EINVAL (bad layout). */
+ * no kick.  0, -ENOSPC (no descriptors / memory), -EINVAL (bad layout).
+ */
 int vblk_submit(struct vblk_vq *vq, struct vblk_req *r);
 /* Kick if the device asked for it (or always with kick_always / force).
- * Returns 1 if kicked. */
+ * Returns 1 if kicked.
+ */
 int vblk_kick(struct vblk_vq *vq, bool force);
 /* Reap all used entries now; returns the number reaped. */
 int vblk_reap(struct vblk_vq *vq);
@@ -286,13 +294,15 @@ int vblk_wait_any(struct vblk_vq *vq, int timeout_ms);
 int vblk_do(struct vblk_vq *vq, struct vblk_req *r, int timeout_ms);
 /* Release a request that will never complete: frees its descriptors and
  * guest memory.  Only once the device can no longer write there (queue
- * re-set-up, RESET_OWNER, close). */
+ * re-set-up, RESET_OWNER, close).
+ */
 void vblk_req_abandon(struct vblk_vq *vq, struct vblk_req *r);
 /* Print in-flight requests of vq to f ("# "-prefixed lines). */
 void vblk_dump_inflight(struct vblk_vq *vq, FILE *f);
 
 /* Enable / disable used-buffer notifications (VRING_AVAIL_F_NO_INTERRUPT,
- * or used_event with EVENT_IDX).  Waits poll the used ring when disabled. */
+ * or used_event with EVENT_IDX).  Waits poll the used ring when disabled.
+ */
 void vblk_vq_set_irq(struct vblk_vq *vq, bool enable);
 
 /* ---- raw descriptor access (ring-rule violation tests, fuzzers) -------- */
@@ -304,14 +314,16 @@ void vblk_desc_set(struct vblk_vq *vq, uint16_t i, uint64_t addr, uint32_t len,
 		   uint16_t flags, uint16_t next);
 /* Publish head in the avail ring as request r (r->raw = true; no data is
  * gathered on completion).  chain: the descriptors to free on completion
- * (copied).  Returns 0. */
+ * (copied).  Returns 0.
+ */
 int vblk_submit_raw(struct vblk_vq *vq, struct vblk_req *r, uint16_t head,
 		    const uint16_t *chain, unsigned int n);
 
 /* ---- eventfds ---------------------------------------------------------- */
 
 /* Read the error eventfd: its counter (0 if not signalled); waits up to
- * timeout_ms (0 = don't wait). */
+ * timeout_ms (0 = don't wait).
+ */
 uint64_t vblk_err_count(struct vblk_vq *vq, int timeout_ms);
 /* Same for the call eventfd (consumes it). */
 uint64_t vblk_call_count(struct vblk_vq *vq, int timeout_ms);
@@ -322,7 +334,8 @@ uint64_t vblk_call_count(struct vblk_vq *vq, int timeout_ms);
 void vblk_pattern_fill(void *buf, size_t len, uint64_t lba, uint64_t seed);
 /* Check a buffer filled by vblk_pattern_fill(lba, seed).  Returns -1 if
  * all good, else the index of the first bad sector and a description of
- * what was found in why (e.g. "sector 3: has lba 7 seed 2, torn at 100"). */
+ * what was found in why (e.g. "sector 3: has lba 7 seed 2, torn at 100").
+ */
 long vblk_pattern_check(const void *buf, size_t len, uint64_t lba, uint64_t seed,
 			char *why, size_t whylen);
 

@@ -394,7 +394,8 @@ TEST_F_TIMEOUT(vb, set_features_each_bit, 90)
 }
 
 /* Every vhost and device ioctl but SET_OWNER and GET_FEATURES fails with
- * EPERM before SET_OWNER.  fd: a fresh device fd. */
+ * EPERM before SET_OWNER.  fd: a fresh device fd.
+ */
 static void expect_all_eperm(struct __test_metadata *_metadata, int fd,
 			     struct vblk_dev *d, int bfd, const char *when)
 {
@@ -681,7 +682,8 @@ TEST_F_TIMEOUT(vb, set_backend_errors, 90)
 }
 
 /* SET_BACKEND with a used ring the kernel cannot write: EFAULT, and the
- * device stays detached (nothing served) until fixed. */
+ * device stays detached (nothing served) until fixed.
+ */
 TEST_F_TIMEOUT(vb, set_backend_ring_efault, 90)
 {
 	struct vhost_vring_addr a = { .index = 0 };
@@ -829,12 +831,12 @@ TEST_F_TIMEOUT(vb, rw_sizes, 120)
 	NEED_VHOST();
 	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
 	ctx_open(_metadata, &c, ram, 1);
-	for (unsigned int i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+	for (unsigned int i = 0; i < ARRAY_SIZE(sizes); i++) {
 		dev_write(_metadata, &c.d.vq[0], sec, sizes[i], seed + i, NULL);
 		sec += sizes[i] / 512 + 1;
 	}
 	sec = 2048;
-	for (unsigned int i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+	for (unsigned int i = 0; i < ARRAY_SIZE(sizes); i++) {
 		dev_check(_metadata, &c.d.vq[0], sec, sizes[i], seed + i, NULL, "size");
 		bdev_check(_metadata, ram, sec, sizes[i], seed + i, "size");
 		sec += sizes[i] / 512 + 1;
@@ -894,7 +896,7 @@ TEST_F_TIMEOUT(vb, rw_not_multiple_of_512, 90)
 	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
 	ctx_open(_metadata, &c, ram, 1);
 	bdev_fill(_metadata, ram, 300, 8192, seed);
-	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+	for (unsigned int i = 0; i < ARRAY_SIZE(bad); i++) {
 		EXPECT_EQ(VIRTIO_BLK_S_IOERR, io_status(_metadata, &c.d.vq[0],
 				VIRTIO_BLK_T_IN, 300, bad[i], &used))
 			TH_LOG("read of %zu bytes", bad[i]);
@@ -979,7 +981,7 @@ static const struct named_layout layouts[] = {
 			     .nwr = 3, .wr = { 333, 1, 2 } } },
 };
 
-#define NLAYOUTS (sizeof(layouts) / sizeof(layouts[0]))
+#define NLAYOUTS (ARRAY_SIZE(layouts))
 
 static void layout_roundtrip(struct __test_metadata *_metadata, struct ctx *c,
 			     unsigned int extra_flags, uint32_t extra_offset)
@@ -1048,7 +1050,8 @@ TEST_F_TIMEOUT(vb, layouts_two_regions, 120)
 }
 
 /* A data buffer contiguous in guest-physical space that crosses from one
- * memory region into the other (split in user space). */
+ * memory region into the other (split in user space).
+ */
 TEST_F_TIMEOUT(vb, buffer_crosses_regions, 90)
 {
 	struct vblk_opts o = VBLK_OPTS_DEFAULT;
@@ -1124,7 +1127,7 @@ TEST_F_TIMEOUT(vb, unaligned_buffers, 120)
 	NEED_VHOST();
 	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
 	ctx_open(_metadata, &c, ram, 1);
-	for (unsigned int i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+	for (unsigned int i = 0; i < ARRAY_SIZE(offs); i++) {
 		struct vblk_layout w = { .offset = offs[i], .nrd = 4,
 					 .rd = { 16, 1000, 3000, 7 } };
 		struct vblk_layout r = { .offset = 4096 - offs[i], .nwr = 3,
@@ -1146,7 +1149,8 @@ TEST_F_TIMEOUT(vb, unaligned_buffers, 120)
 
 /* Big requests in many segments: 4 MiB in 256 indirect 16 KiB pieces,
  * 1 MiB in 256 direct 4 KiB pieces, 1 MiB in ~250 misaligned odd pieces
- * (bounced). */
+ * (bounced).
+ */
 TEST_F_TIMEOUT(vb, rw_many_segments, 180)
 {
 	struct vblk_opts o = VBLK_OPTS_DEFAULT;
@@ -1286,7 +1290,8 @@ TEST_F_TIMEOUT(vb, flush, 90)
 }
 
 /* FLUSH reaches a backend with a volatile write cache (null_blk with
- * cache_size): its flush counter moves, and only then is the request done. */
+ * cache_size): its flush counter moves, and only then is the request done.
+ */
 TEST_F_TIMEOUT(vb, flush_reaches_backend, 90)
 {
 	uint64_t seed = new_seed();
@@ -1313,7 +1318,7 @@ TEST_F_TIMEOUT(vb, flush_reaches_backend, 90)
 
 TEST_F_TIMEOUT(vb, get_id, 90)
 {
-	const char serial[20] = "VBLK-SERIAL-01234567";
+	static const char serial[20] = "VBLK-SERIAL-01234567";
 	uint8_t buf[512];
 	const char *ram;
 	uint32_t used;
@@ -1383,7 +1388,7 @@ TEST_F_TIMEOUT(vb, unknown_type, 90)
 	NEED_VHOST();
 	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
 	ctx_open(_metadata, &c, ram, 1);
-	for (unsigned int i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+	for (unsigned int i = 0; i < ARRAY_SIZE(types); i++) {
 		uint8_t buf[512];
 
 		EXPECT_EQ(VIRTIO_BLK_S_UNSUPP, io(_metadata, &c.d.vq[0], types[i],
@@ -1395,7 +1400,8 @@ TEST_F_TIMEOUT(vb, unknown_type, 90)
 }
 
 /* A chain without any device-writable byte: used.len 0 + error eventfd;
- * the queue goes on serving. */
+ * the queue goes on serving.
+ */
 TEST_F_TIMEOUT(vb, no_status_byte, 90)
 {
 	const char *ram;
@@ -1616,7 +1622,8 @@ TEST_F_TIMEOUT(vb, ring_violations, 300)
 						     VIRTIO_BLK_T_IN, 0, 4096, NULL))
 			TH_LOG("%s: vq 1 stopped too", vnames[v]);
 		/* the broken queue stays stopped: a request behind the broken
-		 * one is not served without a kick... */
+		 * one is not served without a kick...
+		 */
 		vblk_req_init(&r2, VIRTIO_BLK_T_IN, 4);
 		r2.in_len = 512;
 		r2.name = "behind";
@@ -1815,7 +1822,8 @@ static void open_with_features(struct __test_metadata *_metadata, struct ctx *c,
 }
 
 /* EVENT_IDX: no call while used_event is out of reach; exactly one when
- * the used index crosses it. */
+ * the used index crosses it.
+ */
 TEST_F_TIMEOUT(vb, event_idx, 120)
 {
 	const char *ram;
@@ -1830,7 +1838,8 @@ TEST_F_TIMEOUT(vb, event_idx, 120)
 	vq = &c.d.vq[0];
 	ASSERT_TRUE(vq->event_idx);
 	/* warm-up: the first notification after set-up is unconditional in
-	 * the vhost core (no previous signalled index to compare with) */
+	 * the vhost core (no previous signalled index to compare with)
+	 */
 	submit_in(_metadata, vq, &r[0], 0);
 	ASSERT_EQ(0, vblk_wait_req(vq, &r[0], WAIT_MS));
 	vblk_vq_set_irq(vq, false);
@@ -1845,7 +1854,8 @@ TEST_F_TIMEOUT(vb, event_idx, 120)
 	ASSERT_EQ(0, vblk_wait_all(vq, WAIT_MS));
 	EXPECT_EQ(0, vblk_call_count(vq, SHORT_MS)) TH_LOG("call despite used_event");
 	/* used_event = last_used + 5: the 6th completion calls, no other */
-	*(volatile uint16_t *)&vq->avail->ring[vq->num] = vq->last_used + 5;
+	__atomic_store_n(&vq->avail->ring[vq->num], (uint16_t)(vq->last_used + 5),
+			 __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	for (int i = 0; i < 8; i++) {
 		submit_in(_metadata, vq, &r[i], i);
@@ -1951,7 +1961,8 @@ TEST_F_TIMEOUT(vb, call_per_queue, 90)
 }
 
 /* The driver honours kick suppression (avail_event): a full pipeline of
- * requests with only the kicks the device asked for still completes. */
+ * requests with only the kicks the device asked for still completes.
+ */
 TEST_F_TIMEOUT(vb, kick_suppression, 120)
 {
 	const char *ram;
@@ -2233,7 +2244,8 @@ TEST_F_TIMEOUT(vb, discard, 120)
 	EXPECT_EQ(1, used);
 	EXPECT_LT(discards, bdev_stat(dev, 12)) TH_LOG("no discard reached %s", dev);
 	/* untouched around the ranges (content of discarded ranges is
-	 * unspecified by virtio) */
+	 * unspecified by virtio)
+	 */
 	bdev_check(_metadata, dev, 1000, 8 * 512, seed, "before discard");
 	bdev_check(_metadata, dev, 1024, 40 * 512, seed, "between discards");
 	bdev_check(_metadata, dev, 1072, 56 * 512, seed, "after discard");
