@@ -1,0 +1,157 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# 30-stress.sh - randomised completion/notification stress of vhost-blk, with
+# the runtime stack figure and a runtime check of what runs in the kick
+# (eventfd wake-up) and bio completion paths.  Runs inside the VM (TAP).
+#
+#   VHOST_BLK_STRESS_SECONDS  stress duration (default 40)
+#   VHOST_BLK_STRESS_SEED     seed (default: from the clock, printed)
+#   VHOST_BLK_STRESS_ONLY=stack  only the stress + stack measurement
+#                             (scripts/stack-report.sh --runtime)
+# Writes $VHOST_BLK_OUT/stack-runtime.txt (deepest stack, vhost-blk frames
+# marked) when VHOST_BLK_OUT is set.
+set -u
+REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
+TOOL=$REPO/build/tools/vblk_stress
+SECS=${VHOST_BLK_STRESS_SECONDS:-40}
+SEED=${VHOST_BLK_STRESS_SEED:-$(( $(date +%s) % 100000 ))}
+DEV=/dev/ram2
+T=/sys/kernel/tracing
+OUTDIR=${VHOST_BLK_OUT:-/tmp}
+STACK_LIMIT=8192	# lessons.md 003: far below 8 KiB (x86_64 stacks are 16 KiB)
+n=0
+fails=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
+skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
+finish() { echo "1..$n"; [ "$fails" -eq 0 ]; exit $?; }
+
+if [ ! -x "$TOOL" ]; then
+	notok "stress: $TOOL missing (tests/prepare.d/30-robustness.sh)"
+	finish
+fi
+if [ ! -c /dev/vhost-blk ] || [ ! -b $DEV ]; then
+	notok "stress: /dev/vhost-blk and $DEV present"
+	finish
+fi
+[ -d $T/options ] || mount -t tracefs nodev $T 2>/dev/null
+
+# ---- 1. stress under the ftrace stack tracer ----------------------------
+# The stack tracer checks the stack depth at the entry of the functions in
+# stack_trace_filter: vhost-blk's own (vhost_blk_*), and below them the
+# ram disk's (brd_*: only this test's I/O reaches /dev/ram2) and bio_endio.
+# brd completes bios synchronously, so vhost-blk's end_io runs nested in
+# the worker's submit_bio: the deepest vhost-blk case.  The vhost core's
+# own entry points are left out on purpose: the deepest of them is the
+# kick (eventfd_write from a syscall), where no vhost-blk code runs
+# (checked in part 3).  The tool switches the tracer off before it reads
+# the ram disk directly for its final check.
+stack_on=0
+if [ -w /proc/sys/kernel/stack_tracer_enabled ] && [ -e $T/stack_max_size ]; then
+	echo 0 >/proc/sys/kernel/stack_tracer_enabled
+	echo 'vhost_blk_*' >$T/stack_trace_filter 2>/dev/null
+	echo 'brd_*' >>$T/stack_trace_filter 2>/dev/null
+	echo 'bio_endio' >>$T/stack_trace_filter 2>/dev/null
+	echo 0 >$T/stack_max_size
+	echo 1 >/proc/sys/kernel/stack_tracer_enabled && stack_on=1
+fi
+
+echo "# stress: seed $SEED, $SECS s on $DEV (reproduce: VHOST_BLK_STRESS_SEED=$SEED)"
+log=/tmp/vblk_stress.log
+VBLK_STRESS_STACK_TRACER_OFF=1 timeout $((SECS + 240)) "$TOOL" --dev $DEV --seed "$SEED" --seconds "$SECS" >$log 2>&1
+rc=$?
+[ $stack_on = 1 ] && echo 0 >/proc/sys/kernel/stack_tracer_enabled
+grep '^# \(vblk_stress\|requests\|statuses\|epochs\|backing\)' $log
+if [ $rc -eq 0 ] && grep -q '^STRESS OK' $log; then
+	ok "stress: 16 queues, ${SECS}s, seed $SEED: every request completed once with the expected status and data ($(sed -n 's/^STRESS OK seed=[0-9]* //p' $log))"
+else
+	[ $rc -eq 124 ] && echo "# the stress tool itself hung (timeout)"
+	grep -v '^# epoch' $log | tail -40 | sed 's/^\([^#]\)/# \1/'
+	notok "stress: seed $SEED (rc $rc): $(grep -m1 'FAIL' $log)"
+fi
+
+# ---- 2. the runtime stack figure ----------------------------------------
+if [ $stack_on = 1 ]; then
+	max=$(cat $T/stack_max_size)
+	rep=$OUTDIR/stack-runtime.txt
+	{
+		echo "== runtime stack, $(uname -r): stack tracer maximum while vblk_stress ran"
+		echo "stack_max_size=$max"
+		echo "(frames marked '<== vhost-blk' are vhost_blk.ko's, 'vhost core' the vhost module's)"
+		awk '/vhost_blk_/ {print $0 "   <== vhost-blk"; next}
+		     /vhost_/ {print $0 "   <-- vhost core"; next} {print}' $T/stack_trace
+	} >"$rep"
+	sed 's/^/# /' "$rep"
+	nvb=$(grep -c 'vhost_blk_.*<== vhost-blk$' "$rep")
+	if [ "$max" -gt 0 ] && [ "$max" -lt $STACK_LIMIT ] && [ "$nvb" -gt 0 ]; then
+		ok "stack: deepest stack through vhost-blk under stress is $max bytes (< $STACK_LIMIT), $nvb vhost-blk frames in it"
+	elif [ "$nvb" -eq 0 ]; then
+		notok "stack: the deepest traced stack has no vhost-blk frame (max $max): measurement void"
+	else
+		notok "stack: deepest stack through vhost-blk is $max bytes (>= $STACK_LIMIT)"
+	fi
+	echo 0 >$T/stack_max_size
+	: >$T/stack_trace_filter
+else
+	skip "stack: runtime stack figure" "no ftrace stack tracer in this kernel"
+fi
+[ "${VHOST_BLK_STRESS_ONLY:-}" = stack ] && finish
+
+# ---- 3. what runs in the kick path and in bio completion -----------------
+# function_graph below eventfd_write (the kick: the same wake-up KVM's
+# ioeventfd does from the vCPU exit path) must show no vhost-blk function;
+# below vhost_blk_bio_end_io nothing that sleeps, allocates, copies to guest
+# memory or submits I/O.
+graph_run()
+{
+	local root=$1 out=$2
+	echo nop >$T/current_tracer
+	echo 0 >$T/tracing_on
+	: >$T/trace
+	echo "$root" >$T/set_graph_function || return 1
+	echo 0 >$T/options/funcgraph-irqs 2>/dev/null
+	echo 8192 >$T/buffer_size_kb
+	echo function_graph >$T/current_tracer || return 1
+	echo 1 >$T/tracing_on
+	timeout 120 "$TOOL" --dev $DEV --seed "$((SEED + 1))" --seconds 4 --no-detach >/dev/null 2>&1
+	local rc=$?
+	echo 0 >$T/tracing_on
+	cat $T/trace >"$out"
+	echo nop >$T/current_tracer
+	: >$T/set_graph_function
+	return $rc
+}
+if grep -qw function_graph $T/available_tracers 2>/dev/null; then
+	g=/tmp/graph-kick.txt
+	if graph_run eventfd_write $g; then
+		calls=$(grep -c 'eventfd_write' $g)
+		bad=$(grep -o 'vhost_blk_[a-z_0-9]*' $g | sort -u | tr '\n' ' ')
+		wq=$(grep -c 'vhost_work_queue\|vhost_vq_work_queue\|vhost_poll_wakeup' $g)
+		if [ "$calls" -gt 0 ] && [ -z "$bad" ]; then
+			ok "context: the kick (eventfd_write, $calls traced) runs no vhost-blk code, only the vhost core's queueing ($wq queue/wakeup calls)"
+		else
+			notok "context: kick path: ${calls} eventfd_write traced, vhost-blk functions under it: ${bad:-none}"
+			grep -B2 -A2 'vhost_blk_' $g | head -20 | sed 's/^/# /'
+		fi
+	else
+		notok "context: function_graph run below eventfd_write failed"
+	fi
+	g=/tmp/graph-endio.txt
+	if graph_run vhost_blk_bio_end_io $g; then
+		calls=$(grep -c 'vhost_blk_bio_end_io' $g)
+		deny='mutex_lock|__kmalloc|kmalloc|kmem_cache_alloc|vmalloc|__get_free_pages|alloc_pages|copy_to_user|_copy_to_iter|copy_page_to_iter|__put_user|schedule\(|submit_bio|bio_alloc|vhost_add_used|vhost_signal|eventfd_signal|set_page_dirty_lock|pin_user_pages|get_user_pages'
+		bad=$(grep -oE "$deny" $g | sort -u | tr '\n' ' ')
+		if [ "$calls" -gt 0 ] && [ -z "$bad" ]; then
+			ok "context: bio completion (vhost_blk_bio_end_io, $calls traced) only records and queues: $(grep -oE '[a-z_0-9]+\(\)' $g | sort -u | tr -d '()' | tr '\n' ' ' | cut -c1-200)"
+		else
+			notok "context: bio completion: $calls traced, forbidden calls under it: ${bad:-none}"
+		fi
+	else
+		notok "context: function_graph run below vhost_blk_bio_end_io failed"
+	fi
+else
+	skip "context: kick path runs no vhost-blk code" "no function_graph tracer"
+	skip "context: bio completion only queues" "no function_graph tracer"
+fi
+finish
