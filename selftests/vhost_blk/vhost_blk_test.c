@@ -952,6 +952,42 @@ TEST_F_TIMEOUT(vb, rw_out_of_range, 90)
 	ctx_close(&c);
 }
 
+/* Each open is its own device: serials, read-only state, backends and
+ * teardown are per fd. */
+TEST_F_TIMEOUT(vb, two_devices_independent, 90)
+{
+	uint64_t seed = new_seed();
+	const char *ram, *ram2;
+	struct ctx a, b;
+	uint8_t id[20];
+	uint32_t used;
+
+	NEED_VHOST();
+	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
+	NEED_BDEV(ram2, "VBLK_DEV_RAM2", "/dev/ram1");
+	ctx_open(_metadata, &a, ram, 1);
+	ctx_open(_metadata, &b, ram2, 1);
+	ASSERT_EQ(0, vblk_set_serial(&a.d, "device-a", 8));
+	ASSERT_EQ(0, vblk_set_serial(&b.d, "device-b", 8));
+	ASSERT_EQ(0, vblk_set_readonly(&b.d, 1));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, io(_metadata, &a.d.vq[0], VIRTIO_BLK_T_GET_ID, 0,
+				      id, 20, NULL, &used));
+	EXPECT_EQ(0, memcmp(id, "device-a", 9));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, io(_metadata, &b.d.vq[0], VIRTIO_BLK_T_GET_ID, 0,
+				      id, 20, NULL, &used));
+	EXPECT_EQ(0, memcmp(id, "device-b", 9));
+	/* a writes to ram0; b is read-only */
+	dev_write(_metadata, &a.d.vq[0], 3300, 4096, seed, NULL);
+	bdev_check(_metadata, ram, 3300, 4096, seed, "device a");
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, io_status(_metadata, &b.d.vq[0],
+						VIRTIO_BLK_T_OUT, 3300, 4096, NULL));
+	/* b switched to ram0 too reads a's data; closing a leaves b working */
+	ASSERT_EQ(0, vblk_set_backend(&b.d, a.bfd));
+	ctx_close(&a);
+	dev_check(_metadata, &b.d.vq[0], 3300, 4096, seed, NULL, "device b after a closed");
+	ctx_close(&b);
+}
+
 /* ---- layouts ---------------------------------------------------------- */
 
 struct named_layout {
