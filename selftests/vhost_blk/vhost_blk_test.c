@@ -1461,7 +1461,7 @@ TEST_F_TIMEOUT(vb, no_status_byte, 90)
 		}
 		ASSERT_EQ(0, vblk_do(&c.d.vq[0], &r, WAIT_MS));
 		EXPECT_EQ(0, r.used_len) TH_LOG("type %u", types[t]);
-		EXPECT_LE(1, vblk_err_count(&c.d.vq[0], 2000))
+		EXPECT_LE(1, vblk_err_count(&c.d.vq[0], WAIT_MS))
 			TH_LOG("type %u: error eventfd not signalled", types[t]);
 	}
 	EXPECT_EQ(VIRTIO_BLK_S_OK, io_status(_metadata, &c.d.vq[0],
@@ -1642,7 +1642,7 @@ TEST_F_TIMEOUT(vb, ring_violations, 300)
 			vblk_submit_raw(vq, &r, q.head, q.idx, 3);
 		}
 		vblk_kick(vq, true);
-		EXPECT_LE(1, vblk_err_count(vq, 3000))
+		EXPECT_LE(1, vblk_err_count(vq, WAIT_MS))
 			TH_LOG("%s: error eventfd not signalled", vnames[v]);
 		/* nothing completed, nothing written out of place */
 		usleep(100 * 1000);
@@ -1897,7 +1897,7 @@ TEST_F_TIMEOUT(vb, event_idx, 120)
 		submit_in(_metadata, vq, &r[i], i);
 		ASSERT_EQ(0, vblk_wait_req(vq, &r[i], WAIT_MS));
 		if (i == 5) {
-			EXPECT_EQ(1, vblk_call_count(vq, 2000))
+			EXPECT_EQ(1, vblk_call_count(vq, WAIT_MS))
 				TH_LOG("no call when crossing used_event");
 		} else {
 			EXPECT_EQ(0, vblk_call_count(vq, 50))
@@ -1967,7 +1967,7 @@ TEST_F_TIMEOUT(vb, notify_on_empty, 90)
 	}
 	vblk_kick(vq, true);
 	ASSERT_EQ(0, vblk_wait_all(vq, WAIT_MS));
-	EXPECT_LE(1, vblk_call_count(vq, 2000)) TH_LOG("no call on empty ring");
+	EXPECT_LE(1, vblk_call_count(vq, WAIT_MS)) TH_LOG("no call on empty ring");
 	ctx_close(&c);
 }
 
@@ -2616,7 +2616,7 @@ TEST_F_TIMEOUT(vb, detach_with_io_in_flight, 120)
 		EXPECT_EQ(VIRTIO_BLK_S_OK, r[i].status);
 		EXPECT_EQ(1, r[i].used_len);
 	}
-	EXPECT_LE(1, vblk_call_count(&c.d.vq[0], 1000)) TH_LOG("no call for drained requests");
+	EXPECT_LE(1, vblk_call_count(&c.d.vq[0], WAIT_MS)) TH_LOG("no call for drained requests");
 	bdev_check(_metadata, under(dev), INFLIGHT_SEC, INFLIGHT_N * INFLIGHT_LEN, seed,
 		   "drained at detach");
 	/* re-attach and go on */
