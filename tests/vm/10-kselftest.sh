@@ -7,7 +7,8 @@
 # vhost_blk.ko, brd (rd_nr>=4), null_blk (nr_devices=0), dm-mod, dm-delay
 # and configfs loaded.  Sets up the backends the tests want, runs
 # build/selftests/<line>/vhost_blk_test (built by tests/prepare.d/10-selftests.sh),
-# and prints TAP: one "ok N - kselftest: vb.<case>" line per case.
+# and prints TAP: one "ok N - kselftest: vb.<case>" line per case, then two
+# leak checks (module reference count 0, dm backends removable), plan last.
 # Backends (exported to the test binary):
 #	VBLK_DEV_RAM=/dev/ram0  VBLK_DEV_RAM2=/dev/ram1
 #	VBLK_DEV_DELAY      dm-delay (VBLK_DELAY_MS, default 400 ms) over /dev/ram2
@@ -117,10 +118,10 @@ say "backends: ram=$VBLK_DEV_RAM ram2=$VBLK_DEV_RAM2 delay=${VBLK_DEV_DELAY:-non
 out=$(mktemp)
 timeout -k 10 "$SUITE_TIMEOUT" "$bin" "$@" >"$out" 2>&1
 rc=$?
-awk -v rc="$rc" '
+n=$(awk -v rc="$rc" -v res="$out.tap" '
 	/^TAP version/ { next }
-	/^1\.\.[0-9]+$/ { plan = substr($0, 4) + 0; print; next }
-	/^#  RUN / { cur = $3; sub(/ \.\.\.$/, "", cur); print; next }
+	/^1\.\.[0-9]+$/ { plan = substr($0, 4) + 0; next }
+	/^#  RUN / { cur = $3; sub(/ \.\.\.$/, "", cur); print > res; next }
 	/^(not )?ok [0-9]+/ {
 		nok = ($1 == "not")
 		num = nok ? $3 : $2
@@ -131,21 +132,49 @@ awk -v rc="$rc" '
 			sub(/^ *# */, " # ", dir)
 		}
 		if (name == "") name = cur
-		printf "%sok %d - kselftest: %s%s\n", nok ? "not " : "", num, name, dir
+		printf "%sok %d - kselftest: %s%s\n", nok ? "not " : "", num, name, dir > res
 		last = num
 		next
 	}
-	{ if ($0 ~ /^#/) print; else print "# " $0 }
+	{ if ($0 ~ /^#/) print > res; else print "# " $0 > res }
 	END {
 		if (plan == 0) {
-			print "1..1"
-			printf "not ok 1 - kselftest: vhost_blk_test printed no plan (exit %d)\n", rc
+			printf "not ok 1 - kselftest: vhost_blk_test printed no plan (exit %d)\n", rc > res
+			print 1
 			exit
 		}
 		for (i = last + 1; i <= plan; i++)
-			printf "not ok %d - kselftest: case %d not reported (binary exit %d)\n", i, i, rc
+			printf "not ok %d - kselftest: case %d not reported (binary exit %d)\n", i, i, rc > res
+		print plan
 	}
-' "$out"
-rm -f "$out"
+' "$out")
+cat "$out.tap"
+rm -f "$out" "$out.tap"
 [ "$rc" -eq 124 ] && say "suite timeout after ${SUITE_TIMEOUT}s"
+
+# ---- leaks: with every test process gone nothing may hold a reference ----
+sleep 1
+n=$((n + 1))
+ref=$(cat /sys/module/vhost_blk/refcnt 2>/dev/null)
+if [ "$ref" = 0 ]; then
+	echo "ok $n - kselftest: vhost_blk module reference count back to 0"
+elif [ -z "$ref" ]; then
+	echo "ok $n - kselftest: vhost_blk module reference count # SKIP vhost_blk not loaded as a module"
+else
+	echo "not ok $n - kselftest: vhost_blk module reference count is $ref after all tests"
+	rc=1
+fi
+n=$((n + 1))
+busy=
+for d in delay error; do
+	dmsetup info "$PFX-$d" >/dev/null 2>&1 || continue
+	dmsetup remove --noudevsync "$PFX-$d" >/dev/null 2>&1 || busy="$busy $PFX-$d"
+done
+if [ -z "$busy" ]; then
+	echo "ok $n - kselftest: backends released (dm devices removable)"
+else
+	echo "not ok $n - kselftest: backends still open after all tests:$busy"
+	rc=1
+fi
+echo "1..$n"
 exit "$rc"
