@@ -558,6 +558,79 @@ TEST_F_TIMEOUT(vb, mem_table_errors, 90)
 	ctx_close(&c);
 }
 
+/* Memory hot-plug as QEMU does it: SET_MEM_TABLE while the device runs.
+ * A region added later serves I/O; once removed again, a chain pointing
+ * into it is a ring error. */
+TEST_F_TIMEOUT(vb, mem_table_update_while_running, 90)
+{
+	const size_t extra_len = 1 << 20;
+	struct vhost_memory *m;
+	uint64_t seed = new_seed(), xgpa, hdr, st;
+	struct virtio_blk_outhdr h = { .type = VIRTIO_BLK_T_IN, .sector = 3400 };
+	uint8_t *extra, status;
+	struct vblk_req r;
+	const char *ram;
+	uint16_t idx[3];
+	struct ctx c;
+	char why[200];
+
+	NEED_VHOST();
+	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
+	ctx_open(_metadata, &c, ram, 1);
+	extra = mmap(NULL, extra_len, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, extra);
+	xgpa = c.d.o.gpa_base + c.d.o.mem_size + (16 << 20);
+	m = calloc(1, sizeof(*m) + 2 * sizeof(m->regions[0]));
+	m->nregions = 2;
+	m->regions[0].guest_phys_addr = c.d.o.gpa_base;
+	m->regions[0].memory_size = c.d.o.mem_size;
+	m->regions[0].userspace_addr = (uintptr_t)c.d.mem;
+	m->regions[1].guest_phys_addr = xgpa;
+	m->regions[1].memory_size = extra_len;
+	m->regions[1].userspace_addr = (uintptr_t)extra;
+	ASSERT_EQ(0, raw_ioctl(c.d.fd, VHOST_SET_MEM_TABLE, m));
+
+	bdev_fill(_metadata, ram, 3400, 8192, seed);
+	hdr = vblk_alloc(&c.d, 16, 0);
+	st = vblk_alloc(&c.d, 1, 0);
+	vblk_write_guest(&c.d, hdr, &h, 16);
+	for (int pass = 0; pass < 2; pass++) {
+		memset(extra, 0, 8192);
+		status = 0xff;
+		vblk_write_guest(&c.d, st, &status, 1);
+		ASSERT_EQ(0, vblk_desc_get(&c.d.vq[0], 3, idx));
+		vblk_desc_set(&c.d.vq[0], idx[0], hdr, 16, VRING_DESC_F_NEXT, idx[1]);
+		vblk_desc_set(&c.d.vq[0], idx[1], xgpa + 100, 8192,
+			      VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, idx[2]);
+		vblk_desc_set(&c.d.vq[0], idx[2], st, 1, VRING_DESC_F_WRITE, 0);
+		vblk_req_init(&r, VIRTIO_BLK_T_IN, 3400);
+		vblk_submit_raw(&c.d.vq[0], &r, idx[0], idx, 3);
+		vblk_kick(&c.d.vq[0], true);
+		if (pass == 0) {
+			ASSERT_EQ(0, vblk_wait_req(&c.d.vq[0], &r, WAIT_MS));
+			vblk_read_guest(&c.d, st, &status, 1);
+			EXPECT_EQ(VIRTIO_BLK_S_OK, status);
+			EXPECT_EQ(8193, r.used_len);
+			EXPECT_EQ(-1, vblk_pattern_check(extra + 100, 8192, 3400, seed,
+							 why, sizeof(why)))
+				TH_LOG("hot-added region: %s", why);
+			/* unplug the region again */
+			ASSERT_EQ(0, vblk_set_mem_table(&c.d));
+			vblk_err_count(&c.d.vq[0], 0);
+		} else {
+			EXPECT_LE(1, vblk_err_count(&c.d.vq[0], WAIT_MS))
+				TH_LOG("chain into an unplugged region: no error");
+			usleep(100 * 1000);
+			EXPECT_EQ(0, vblk_reap(&c.d.vq[0]));
+			EXPECT_EQ(0, extra[100]) TH_LOG("device wrote into unplugged memory");
+		}
+	}
+	free(m);
+	munmap(extra, extra_len);
+	ctx_close(&c);
+}
+
 TEST_F_TIMEOUT(vb, vring_ioctl_errors, 90)
 {
 	struct vhost_vring_state s;
