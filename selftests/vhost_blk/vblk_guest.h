@@ -49,8 +49,9 @@
  * OK / IOERR / UNSUPP, counts in vq->bad_used.
  *
  * Completions.  A reaped request has done = 1, used_len = used.len,
- * status = last writable byte (0xff-filled before submit, so "status not
- * written" is visible as 0xff... see VBLK_STATUS_UNSET).  Every wait is
+ * status = last writable byte (filled with VBLK_STATUS_UNSET, 0xff, before
+ * submit; writable data bytes with 0xa5, so bytes the device did not write
+ * are visible).  Every wait is
  * bounded; a timeout prints the stuck requests (queue, head, type, sector,
  * name) to stderr and returns -ETIMEDOUT.  Interrupt-mode waits are strict:
  * if a used entry is visible but the call eventfd never fired although
