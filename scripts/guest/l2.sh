@@ -1,0 +1,106 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boot the tiny L2 guest once (inside the L1 VM, or anywhere QEMU runs) and
+# run a list of guest-side steps in it.
+#
+#   scripts/guest/l2.sh --steps FILE --log FILE [--timeout SEC] [--smp N]
+#                       [--mem MB] [--reboot-ok] -- QEMU-ARGS...
+#
+# QEMU-ARGS add the devices, e.g. -device vhost-blk-pci,backend=/dev/ram0.
+# FILE is a shell fragment sourced by the guest's /init (helpers: ok, fail,
+# check, show, log; see scripts/guest/init); it is appended to the cached
+# initramfs as a second cpio archive.  The serial console goes to the log.
+# The run ends when QEMU exits, or shortly after the guest printed L2-DONE
+# (with --reboot-ok the guest may reboot in between; QEMU is then stopped
+# with SIGTERM after L2-DONE).  Exit status: QEMU's, 0 after L2-DONE, 124
+# on timeout.  Timings go to stderr:  l2: booted in X s, done in Y s.
+#
+# Paths come from $VB_CACHE/l2.env (written by tests/prepare.d/50-qemu-guest.sh
+# and scripts/demo.sh) unless QEMU, GUEST_KERNEL, GUEST_INITRD are set.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+CACHE=${VB_CACHE:-${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}}
+if [ -z "${QEMU:-}" ] || [ -z "${GUEST_KERNEL:-}" ] || [ -z "${GUEST_INITRD:-}" ]; then
+	[ -r "$CACHE/l2.env" ] || {
+		echo "l2: $CACHE/l2.env missing: run tests/prepare.d/50-qemu-guest.sh" >&2
+		exit 2
+	}
+	. "$CACHE/l2.env"
+fi
+
+steps= log= timeout=300 smp=1 mem=256 reboot_ok=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--steps) steps=$2; shift 2 ;;
+	--log) log=$2; shift 2 ;;
+	--timeout) timeout=$2; shift 2 ;;
+	--smp) smp=$2; shift 2 ;;
+	--mem) mem=$2; shift 2 ;;
+	--reboot-ok) reboot_ok=1; shift ;;
+	--) shift; break ;;
+	*) echo "l2: unknown option $1" >&2; exit 2 ;;
+	esac
+done
+[ -n "$steps" ] && [ -n "$log" ] || { echo "l2: --steps and --log are required" >&2; exit 2; }
+
+work=$(mktemp -d /tmp/l2.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir "$work/root"
+install -m 0644 "$steps" "$work/root/steps.sh"
+(cd "$work/root" && echo steps.sh | cpio -o -H newc --quiet -R 0:0 | gzip) >"$work/steps.cpio.gz"
+cat "$GUEST_INITRD" "$work/steps.cpio.gz" >"$work/initrd"
+
+args=(-M q35 -accel tcg -cpu max -smp "$smp" -m "$mem"
+	-nodefaults -no-user-config -display none -monitor none
+	-serial "file:$log"
+	-L /usr/share/qemu -L /usr/share/seabios -bios qboot.rom
+	-kernel "$GUEST_KERNEL" -initrd "$work/initrd"
+	-append "console=ttyS0 reboot=t panic=-1 loglevel=4")
+[ "$reboot_ok" = 1 ] || args+=(-no-reboot)
+
+: >"$log"
+t0=$(date +%s.%N)
+"$QEMU" "${args[@]}" "$@" 2>"$work/qemu.err" &
+qpid=$!
+booted= done_at= rc=
+while :; do
+	now=$(date +%s.%N)
+	el=$(awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
+	if [ -z "$booted" ] && grep -q '^L2-BOOTED' "$log" 2>/dev/null; then
+		booted=$el
+	fi
+	if ! kill -0 "$qpid" 2>/dev/null; then
+		wait "$qpid" && rc=0 || rc=$?
+		break
+	fi
+	if grep -q '^L2-DONE' "$log" 2>/dev/null; then
+		[ -n "$done_at" ] || done_at=$el
+		# give QEMU a moment to exit by itself (reboot -f + -no-reboot)
+		if awk -v a="$done_at" -v b="$el" 'BEGIN { exit !(b - a > 5) }'; then
+			kill -TERM "$qpid" 2>/dev/null || true
+			wait "$qpid" || true
+			rc=0
+			break
+		fi
+	fi
+	if awk -v e="$el" -v t="$timeout" 'BEGIN { exit !(e > t) }'; then
+		echo "l2: timeout after ${timeout}s, killing QEMU" >&2
+		kill -TERM "$qpid" 2>/dev/null || true
+		sleep 2
+		kill -KILL "$qpid" 2>/dev/null || true
+		wait "$qpid" || true
+		rc=124
+		break
+	fi
+	sleep 0.3
+done
+end=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+if [ -s "$work/qemu.err" ]; then
+	sed 's/^/qemu: /' "$work/qemu.err" >&2
+	sed 's/^/qemu: /' "$work/qemu.err" >>"$log"
+fi
+grep -q '^L2-DONE' "$log" && [ "$rc" != 124 ] && rc=0
+echo "l2: booted in ${booted:-?} s, done in $end s (exit $rc)" >&2
+exit "$rc"
