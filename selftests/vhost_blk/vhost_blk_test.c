@@ -2069,6 +2069,65 @@ TEST_F_TIMEOUT(vb, call_per_queue, 90)
 	ctx_close(&c);
 }
 
+/* Kick and call eventfds replaced while the device runs (QEMU does this
+ * when it switches guest notifiers): the new ones are used, the old ones
+ * are not; no call eventfd at all is survived. */
+TEST_F_TIMEOUT(vb, eventfds_replaced_while_running, 90)
+{
+	struct vhost_vring_file f = { .index = 0 };
+	int old_call, old_kick;
+	uint64_t one = 1, v;
+	struct vblk_req r;
+	struct vblk_vq *vq;
+	const char *ram;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
+	ctx_open(_metadata, &c, ram, 1);
+	vq = &c.d.vq[0];
+	submit_in(_metadata, vq, &r, 0);
+	ASSERT_EQ(0, vblk_wait_req(vq, &r, WAIT_MS));
+
+	/* new call eventfd */
+	old_call = vq->call_fd;
+	vq->call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	f.fd = vq->call_fd;
+	ASSERT_EQ(0, raw_ioctl(c.d.fd, VHOST_SET_VRING_CALL, &f));
+	while (read(old_call, &v, sizeof(v)) == sizeof(v))
+		;
+	for (int i = 0; i < 4; i++) {
+		submit_in(_metadata, vq, &r, i);
+		EXPECT_EQ(0, vblk_wait_req(vq, &r, WAIT_MS)) TH_LOG("new call fd, request %d", i);
+	}
+	EXPECT_NE(sizeof(v), read(old_call, &v, sizeof(v))) TH_LOG("old call fd still signalled");
+
+	/* new kick eventfd: the old one no longer starts anything */
+	old_kick = vq->kick_fd;
+	vq->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	f.fd = vq->kick_fd;
+	ASSERT_EQ(0, raw_ioctl(c.d.fd, VHOST_SET_VRING_KICK, &f));
+	vblk_req_init(&r, VIRTIO_BLK_T_IN, 8);
+	r.in_len = 512;
+	ASSERT_EQ(0, vblk_submit(vq, &r));
+	ASSERT_EQ(sizeof(one), write(old_kick, &one, sizeof(one)));
+	usleep(SHORT_MS * 1000);
+	EXPECT_EQ(0, vblk_reap(vq)) TH_LOG("served on a kick of the replaced kick fd");
+	vblk_kick(vq, true);
+	EXPECT_EQ(0, vblk_wait_req(vq, &r, WAIT_MS)) TH_LOG("new kick fd");
+
+	/* no call eventfd: completions still land in the used ring */
+	f.fd = -1;
+	ASSERT_EQ(0, raw_ioctl(c.d.fd, VHOST_SET_VRING_CALL, &f));
+	vblk_vq_set_irq(vq, false);	/* poll: nothing will be signalled */
+	submit_in(_metadata, vq, &r, 16);
+	EXPECT_EQ(0, vblk_wait_req(vq, &r, WAIT_MS)) TH_LOG("without a call fd");
+	EXPECT_EQ(VIRTIO_BLK_S_OK, r.status);
+	close(old_call);
+	close(old_kick);
+	ctx_close(&c);
+}
+
 /* The driver honours kick suppression (avail_event): a full pipeline of
  * requests with only the kicks the device asked for still completes.
  */
