@@ -1367,6 +1367,21 @@ TEST_F_TIMEOUT(vb, status_is_last_writable_byte, 90)
 		bdev_check(_metadata, ram, 50, 1024, seed, "write");
 		free(d);
 	}
+	/* IN whose data buffer is device-readable: in_bytes - 1 = 0 bytes
+	 * to read, so OK with used.len 1 and nothing read from the backend
+	 * into the guest */
+	{
+		uint8_t *d = malloc(4096);
+
+		memset(d, 0x3c, 4096);
+		vblk_req_init(&r, VIRTIO_BLK_T_IN, 50);
+		r.out = d;
+		r.out_len = 4096;
+		ASSERT_EQ(0, vblk_do(&c.d.vq[0], &r, WAIT_MS));
+		EXPECT_EQ(VIRTIO_BLK_S_OK, r.status);
+		EXPECT_EQ(1, r.used_len);
+		free(d);
+	}
 	/* FLUSH with 3 writable bytes: status at the third */
 	vblk_req_init(&r, VIRTIO_BLK_T_FLUSH, 0);
 	r.in = pre;
