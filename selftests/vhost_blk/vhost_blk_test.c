@@ -2149,7 +2149,7 @@ TEST_F_TIMEOUT(vb, eventfds_replaced_while_running, 90)
 TEST_F_TIMEOUT(vb, kick_suppression, 120)
 {
 	const char *ram;
-	struct vblk_req r[32];
+	struct vblk_req r[32] = { 0 };
 	struct vblk_vq *vq;
 	struct ctx c;
 	int done = 0, next = 0;
