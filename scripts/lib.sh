@@ -105,16 +105,20 @@ vb_as_root()
 }
 
 # vb_lock FILE - hold an exclusive lock on FILE until this shell exits.
+# Taking a lock this shell already holds is a no-op.
+declare -A VB_LOCKS=()
 vb_lock()
 {
 	local fd
 
+	[[ -n "${VB_LOCKS[$1]:-}" ]] && return 0
 	mkdir -p "$(dirname "$1")"
 	exec {fd}>"$1"
 	if ! flock -n "$fd"; then
 		vb_log "waiting for lock $1"
 		flock "$fd"
 	fi
+	VB_LOCKS[$1]=$fd
 }
 
 # vb_tap_count FILE - print "PASS FAIL SKIP" counted over the TAP lines of FILE.
