@@ -18,7 +18,8 @@
 #	VBLK_DEV_NODISCARD  null_blk memory_backed=1 discard=0
 #	VBLK_DEV_4K         null_blk memory_backed=1 blocksize=4096
 #	VBLK_DEV_CACHE      null_blk memory_backed=1 cache_size=16 (write cache)
-# Extra arguments go to the test binary (e.g. -t rw_basic, -l to list).
+# Extra arguments go to the test binary (e.g. -t rw_basic, -l to list);
+# VBLK_KSFT_BIN picks another build of it (e.g. one with sanitizers).
 set -uo pipefail
 
 REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -31,7 +32,8 @@ PFX=vblkt
 say() { echo "# 10-kselftest: $*"; }
 
 bin=
-for c in ${LINE:+"$REPO/build/selftests/$LINE/vhost_blk_test"} \
+for c in ${VBLK_KSFT_BIN:+"$VBLK_KSFT_BIN"} \
+	 ${LINE:+"$REPO/build/selftests/$LINE/vhost_blk_test"} \
 	 "$REPO"/build/selftests/*/vhost_blk_test; do
 	[ -x "$c" ] && { bin=$c; break; }
 done
