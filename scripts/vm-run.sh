@@ -434,6 +434,8 @@ main()
 	if [[ -n "$errs" ]]; then
 		vb_log "FAIL: the kernel reported errors ($CONSOLE):"
 		printf '%s\n' "$errs" | sed 's/^/  ! /' >&2
+		vb_log "the first report in full (up to 30 lines):"
+		tr -d '\r' <"$CONSOLE" | grep -E -A29 -m1 "$FATAL_RE" | sed 's/^/  | /' >&2 || true
 		result kernel-error "${rc:--}"
 		exit 125
 	fi
