@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2963,6 +2964,8 @@ struct mix_slot {
 };
 
 static uint64_t mix_rng;
+static bool mix_ro_toggling;
+static unsigned long mix_ro_rejected, mix_writes_ok;
 
 static uint64_t rnd(uint64_t n)
 {
@@ -2997,6 +3000,13 @@ static void mix_complete(struct vblk_req *r)
 	char why[200] = "";
 
 	s->busy = false;
+	if (mix_ro_toggling && r->status == VIRTIO_BLK_S_IOERR &&
+	    (r->type == VIRTIO_BLK_T_OUT || r->type == VIRTIO_BLK_T_WRITE_ZEROES)) {
+		mix_ro_rejected++;	/* read-only at the time: nothing written */
+		return;
+	}
+	if (r->type == VIRTIO_BLK_T_OUT && r->status == VIRTIO_BLK_S_OK)
+		mix_writes_ok++;
 	if (r->status != VIRTIO_BLK_S_OK) {
 		fprintf(stderr, "# mix: %s: status %u\n", s->what, r->status);
 		s->errors++;
@@ -3108,28 +3118,59 @@ static void mix_zero(struct __test_metadata *_metadata, const char *ram)
 	free(z);
 }
 
-TEST_F_TIMEOUT(vb, mixed_random_all_queues, 240)
+struct ro_toggler {
+	int fd;
+	volatile bool stop;
+	unsigned long flips;
+};
+
+/* Flip SET_READONLY every 0-2 ms from another thread of the owner. */
+static void *ro_toggle(void *arg)
+{
+	struct ro_toggler *t = arg;
+	unsigned int st = 1;	/* own generator: mix_rng is the main thread's */
+	int ro = 0;
+
+	while (!t->stop) {
+		ro = !ro;
+		if (ioctl(t->fd, VHOST_BLK_SET_READONLY, &ro) == 0)
+			t->flips++;
+		usleep(rand_r(&st) % 2000);
+	}
+	ro = 0;
+	ioctl(t->fd, VHOST_BLK_SET_READONLY, &ro);
+	return NULL;
+}
+
+static void mix_run(struct __test_metadata *_metadata, const char *ram,
+		    unsigned long def_reqs, bool toggle_ro)
 {
 	struct vblk_opts o = VBLK_OPTS_DEFAULT;
-	const char *ram, *e;
+	struct ro_toggler tog = { .fd = -1 };
 	struct mix_slot *slots;
 	unsigned long issued = 0, want, errors = 0;
 	uint64_t seed, last_progress;
+	pthread_t th;
+	const char *e;
 	struct ctx c;
 
-	NEED_VHOST();
-	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
 	e = getenv("VBLK_SEED");
 	seed = e ? strtoull(e, NULL, 0) : (vblk_now_ms() ^ getpid());
 	e = getenv("VBLK_MIX_REQS");
-	want = e ? strtoul(e, NULL, 0) : 1500;
+	want = e ? strtoul(e, NULL, 0) : def_reqs;
 	mix_rng = seed | 1;
+	mix_ro_toggling = toggle_ro;
+	mix_ro_rejected = mix_writes_ok = 0;
 	TH_LOG("seed %llu (VBLK_SEED to repeat), %lu requests",
 	       (unsigned long long)seed, want);
 	o.nvqs = VHOST_BLK_MAX_VQS;
 	o.mem_size = 64 << 20;
 	ctx_open_opts(_metadata, &c, ram, O_RDWR, &o);
 	ASSERT_EQ(0, vblk_set_serial(&c.d, "vblk-mix-serial-0001", 20));
+	if (toggle_ro) {
+		tog.fd = c.d.fd;
+		ASSERT_EQ(0, pthread_create(&th, NULL, ro_toggle, &tog));
+	}
 	slots = calloc(VHOST_BLK_MAX_VQS * MIX_SLOTS, sizeof(*slots));
 	ASSERT_NE(NULL, slots);
 	mix_zero(_metadata, ram);
@@ -3175,6 +3216,14 @@ TEST_F_TIMEOUT(vb, mixed_random_all_queues, 240)
 					vblk_call_count(&c.d.vq[q], 0);
 		}
 	}
+	if (toggle_ro) {
+		tog.stop = true;
+		pthread_join(th, NULL);
+		TH_LOG("%lu read-only flips, %lu writes rejected, %lu written",
+		       tog.flips, mix_ro_rejected, mix_writes_ok);
+		EXPECT_LT(0, mix_ro_rejected) TH_LOG("no write ever hit read-only");
+		EXPECT_LT(0, mix_writes_ok) TH_LOG("no write ever succeeded");
+	}
 	for (int i = 0; i < VHOST_BLK_MAX_VQS * MIX_SLOTS; i++) {
 		errors += slots[i].errors;
 		free(slots[i].buf);
@@ -3197,6 +3246,29 @@ TEST_F_TIMEOUT(vb, mixed_random_all_queues, 240)
 	}
 	free(slots);
 	ctx_close(&c);
+}
+
+TEST_F_TIMEOUT(vb, mixed_random_all_queues, 240)
+{
+	const char *ram;
+
+	NEED_VHOST();
+	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
+	mix_run(_metadata, ram, 1500, false);
+}
+
+/*
+ * The same traffic while another thread flips SET_READONLY every few ms:
+ * every write or write-zeroes either succeeds and lands or fails with
+ * IOERR and writes nothing (the backend matches the model at the end).
+ */
+TEST_F_TIMEOUT(vb, mixed_with_readonly_toggling, 240)
+{
+	const char *ram;
+
+	NEED_VHOST();
+	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
+	mix_run(_metadata, ram, 1500, true);
 }
 
 /* ---- dirty logging ------------------------------------------------------- */
