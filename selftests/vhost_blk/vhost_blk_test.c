@@ -1501,6 +1501,74 @@ TEST_F_TIMEOUT(vb, get_id, 90)
 	ctx_close(&c);
 }
 
+struct serial_toggler {
+	struct vblk_dev *d;
+	volatile bool stop;
+	unsigned long flips;
+};
+
+static void *serial_toggle(void *arg)
+{
+	struct serial_toggler *t = arg;
+
+	while (!t->stop) {
+		vblk_set_serial(t->d, t->flips & 1 ? "BBBBBBBBBBBBBBBBBBBB" :
+				"AAAAAAAAAAAAAAAAAAAA", 20);
+		t->flips++;
+	}
+	return NULL;
+}
+
+/* SET_SERIAL from another thread while GET_IDs run on 4 queues: every
+ * answer is one whole serial, never a mix of two. */
+TEST_F_TIMEOUT(vb, get_id_while_serial_changes, 120)
+{
+	struct serial_toggler t = { 0 };
+	struct vblk_req r[4][16];
+	uint8_t id[4][16][20];
+	unsigned long done = 0, seen[2] = { 0, 0 };
+	const char *ram;
+	pthread_t th;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
+	ctx_open(_metadata, &c, ram, 4);
+	t.d = &c.d;
+	ASSERT_EQ(0, vblk_set_serial(&c.d, "AAAAAAAAAAAAAAAAAAAA", 20));
+	ASSERT_EQ(0, pthread_create(&th, NULL, serial_toggle, &t));
+	for (int round = 0; round < 40; round++) {
+		for (int q = 0; q < 4; q++) {
+			for (int i = 0; i < 16; i++) {
+				vblk_req_init(&r[q][i], VIRTIO_BLK_T_GET_ID, 0);
+				r[q][i].in = id[q][i];
+				r[q][i].in_len = 20;
+				ASSERT_EQ(0, vblk_submit(&c.d.vq[q], &r[q][i]));
+			}
+			vblk_kick(&c.d.vq[q], true);
+		}
+		for (int q = 0; q < 4; q++) {
+			ASSERT_EQ(0, vblk_wait_all(&c.d.vq[q], WAIT_MS));
+			for (int i = 0; i < 16; i++) {
+				bool a = !memcmp(id[q][i], "AAAAAAAAAAAAAAAAAAAA", 20);
+				bool b = !memcmp(id[q][i], "BBBBBBBBBBBBBBBBBBBB", 20);
+
+				EXPECT_TRUE(a || b) TH_LOG("torn serial: %.20s", (char *)id[q][i]);
+				EXPECT_EQ(21, r[q][i].used_len);
+				seen[b]++;
+				done++;
+			}
+		}
+	}
+	t.stop = true;
+	pthread_join(th, NULL);
+	TH_LOG("%lu GET_IDs, %lu A, %lu B, %lu serial changes", done, seen[0],
+	       seen[1], t.flips);
+	EXPECT_LT(0, seen[0]);
+	EXPECT_LT(0, seen[1]);
+	ctx_close(&c);
+}
+
 TEST_F_TIMEOUT(vb, unknown_type, 90)
 {
 	uint32_t types[] = { 2 /* SCSI_CMD */, 3, 5, 6, 7, 9, 10 /* GET_LIFETIME */,
