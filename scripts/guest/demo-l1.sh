@@ -7,7 +7,7 @@
 set -uo pipefail
 
 REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
-SIZE=${DEMO_SIZE:-32M}
+SIZE=${DEMO_SIZE:-1M}
 out=$(mktemp -d /tmp/demo.XXXXXX)
 say() { echo "demo[L1]: $*"; }
 

@@ -1,0 +1,230 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# End-to-end: an L2 Linux guest (unmodified virtio_blk) on QEMU's
+# vhost-blk-pci device, served by vhost_blk.ko in this (L1) VM.  Runs inside
+# the L1 VM (scripts/vm-suites.sh); prints TAP.
+#
+# Nested boots are expensive, so ONE QEMU run (2 vCPUs) covers the guest
+# cases: scripts/guest/l2.sh boots the tiny guest with five vhost-blk-pci
+# disks and runs a list of steps that print one L2-RESULT line per case:
+#   vda  /dev/ram0, 1 queue      serial (GET_ID), fio write+verify 4k and
+#                                mixed block sizes, a pattern L1 reads back
+#   vdb  null_blk with a write   fsync -> FLUSH must reach the backend
+#        cache, 1 queue          (flush counter of its /sys/block/*/stat)
+#   vdc  /dev/ram2, readonly=on  RO flag, writes rejected, backend unchanged
+#   vdd  /dev/ram1, 2 queues     fio write+verify, one job per queue
+#   vde  /dev/ram3, 1 queue      ext4: mkfs, files, sync, fsck -n, then a
+#                                guest reboot (device reset + restart in
+#                                the same QEMU), fsck -n and checksums
+# Then, without a guest: QEMU with a bad backend path, and with
+# /dev/vhost-blk missing, fails with its message.
+set -uo pipefail
+
+REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
+CACHE=${VB_CACHE:-${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}}
+L2=$REPO/scripts/guest/l2.sh
+OUT=${E2E_OUT:-${VHOST_BLK_OUT:-/tmp}/e2e}
+PLAN=19
+mkdir -p "$OUT"
+
+n=0
+tap() {	# tap ok|notok NAME
+	n=$((n + 1))
+	if [ "$1" = ok ]; then
+		echo "ok $n - e2e: $2"
+	else
+		echo "not ok $n - e2e: $2"
+	fi
+}
+diag() { sed 's/^/# /'; }
+
+# results LOG NAME...: one TAP line per expected guest case
+results() {
+	local log=$1 name line
+	shift
+	for name in "$@"; do
+		line=$(grep -a "^L2-RESULT .*ok $name\b" "$log" | tail -1)
+		case $line in
+		"L2-RESULT ok $name"*) tap ok "$name" ;;
+		"L2-RESULT not ok $name"*)
+			tap notok "$name"
+			grep -a '^L2-LOG' "$log" | tail -25 | diag
+			;;
+		*)
+			tap notok "$name (no result: the guest did not get there)"
+			tail -30 "$log" | diag
+			;;
+		esac
+	done
+}
+
+echo "1..$PLAN"
+bail() {
+	while [ $n -lt $PLAN ]; do
+		tap notok "$1"
+	done
+	exit 1
+}
+[ -r "$CACHE/l2.env" ] ||
+	bail "QEMU/guest not built ($CACHE/l2.env missing: tests/prepare.d/50-qemu-guest.sh)"
+. "$CACHE/l2.env"
+export QEMU GUEST_KERNEL GUEST_INITRD
+[ -c /dev/vhost-blk ] || bail "/dev/vhost-blk missing (vhost_blk not loaded)"
+for d in ram0 ram1 ram2 ram3; do
+	[ -b /dev/$d ] || bail "/dev/$d missing (brd not loaded)"
+done
+
+# null_blk with a volatile write cache: its stat counts flush requests.
+NULLB=/sys/kernel/config/nullb/e2e
+nullb_dev=
+[ -d /sys/kernel/config/nullb ] || modprobe null_blk nr_devices=0 2>/dev/null
+if [ -d /sys/kernel/config/nullb ]; then
+	rmdir "$NULLB" 2>/dev/null
+	if mkdir "$NULLB" 2>/dev/null; then
+		echo 64 >"$NULLB/size"
+		echo 1 >"$NULLB/memory_backed"
+		echo 16 >"$NULLB/cache_size"
+		echo 1 >"$NULLB/power"
+		# 6.x names the disk after the configfs directory, older ones nullbN
+		idx=$(cat "$NULLB/index" 2>/dev/null)
+		for _ in $(seq 20); do
+			for d in /dev/e2e "/dev/nullb$idx"; do
+				[ -b "$d" ] && nullb_dev=$d
+			done
+			[ -n "$nullb_dev" ] && break
+			sleep 0.1
+		done
+	fi
+fi
+flushes() { awk '{ print $16 }' "/sys/block/$(basename "$1")/stat"; }
+
+dd if=/dev/zero of=/dev/ram0 bs=1M count=64 status=none
+dd if=/dev/zero of=/dev/ram1 bs=1M count=16 status=none
+dd if=/dev/zero of=/dev/ram3 bs=1M count=16 status=none
+dd if=/dev/urandom of=/dev/ram2 bs=1M count=4 status=none
+ro_sum_before=$(sha256sum </dev/ram2 | cut -d' ' -f1)
+fl_before=0
+[ -n "$nullb_dev" ] && fl_before=$(flushes "$nullb_dev")
+
+cat >"$OUT/steps.sh" <<'STEPS'
+FIO="fio --direct=1 --ioengine=libaio --verify=crc32c --verify_fatal=1"
+if mount -t ext4 -o ro /dev/vde /mnt 2>/dev/null && [ -e /mnt/PHASE1 ]; then
+	umount /mnt
+	log "phase 2 (after the guest reboot)"
+	check ext4-fsck-after-reboot e2fsck -fn /dev/vde
+	mount -t ext4 /dev/vde /mnt
+	check ext4-checksums-after-reboot sh -c 'cd /mnt && sha256sum -c SUMS'
+	umount /mnt
+else
+	umount /mnt 2>/dev/null
+	check serial-get-id sh -c '[ "$(cat /sys/block/vda/serial)" = e2e-serial-1 ]'
+	check fio-verify-4k-1q $FIO --name=a --filename=/dev/vda --rw=randwrite \
+		--bs=4k --iodepth=16 --size=512K
+	check fio-verify-mixed-bs $FIO --name=b --filename=/dev/vda --offset=16M \
+		--rw=randwrite --bssplit=512/10:4k/40:16k/25:64k/15:256k/10 \
+		--iodepth=8 --size=1M
+	# guest writes, L1 reads back (1 MiB at 32 MiB of vda)
+	dd if=/dev/urandom of=/tmp/pattern bs=64k count=16 2>/dev/null
+	echo "L2-SHA $(sha256sum /tmp/pattern | cut -d' ' -f1)"
+	check guest-write-for-l1 dd if=/tmp/pattern of=/dev/vda bs=64k seek=512 conv=fsync
+	check flush-fsync sh -c 'grep -q "write back" /sys/block/vdb/queue/write_cache &&
+		dd if=/dev/urandom of=/dev/vdb bs=64k count=4 conv=fsync'
+	check readonly-flag sh -c '[ "$(cat /sys/block/vdc/ro)" = 1 ]'
+	check readonly-write-rejected sh -c '! dd if=/dev/zero of=/dev/vdc bs=4k count=1 conv=fsync'
+	check mq-queues sh -c '[ $(ls /sys/block/vdd/mq | wc -l) -ge 2 ]'
+	check fio-verify-2q $FIO --name=mq --filename=/dev/vdd --rw=randwrite \
+		--bs=4k --iodepth=8 --numjobs=2 --offset_increment=1M --size=512K \
+		--cpus_allowed_policy=split --cpus_allowed=0-1
+	check ext4-mkfs mkfs.ext4 -q -F /dev/vde
+	mount -t ext4 /dev/vde /mnt
+	for i in 1 2 3 4; do
+		dd if=/dev/urandom of=/mnt/file$i bs=16k count=$((i * 4)) 2>/dev/null
+	done
+	(cd /mnt && sha256sum file* >SUMS)
+	sync
+	umount /mnt
+	check ext4-fsck e2fsck -fn /dev/vde
+	mount -t ext4 /dev/vde /mnt && touch /mnt/PHASE1 && umount /mnt && sync
+	log "rebooting the guest"
+	reboot -f
+	sleep 60
+fi
+STEPS
+
+"$L2" --steps "$OUT/steps.sh" --log "$OUT/serial.log" --timeout 1000 --smp 2 \
+	--reboot-ok -- \
+	-device vhost-blk-pci,backend=/dev/ram0,serial=e2e-serial-1,num-queues=1 \
+	-device "vhost-blk-pci,backend=${nullb_dev:-/dev/null},num-queues=1" \
+	-device vhost-blk-pci,backend=/dev/ram2,readonly=on,num-queues=1 \
+	-device vhost-blk-pci,backend=/dev/ram1,num-queues=2 \
+	-device vhost-blk-pci,backend=/dev/ram3,num-queues=1 2>"$OUT/l2.err"
+rc=$?
+diag <"$OUT/l2.err"
+
+results "$OUT/serial.log" serial-get-id fio-verify-4k-1q fio-verify-mixed-bs \
+	guest-write-for-l1
+want=$(grep -a '^L2-SHA' "$OUT/serial.log" | awk '{ print $2 }' | tr -d '\r')
+got=$(dd if=/dev/ram0 bs=64k skip=512 count=16 status=none | sha256sum | cut -d' ' -f1)
+if [ -n "$want" ] && [ "$want" = "$got" ]; then
+	tap ok "L1 reads back what the guest wrote"
+else
+	tap notok "L1 reads back what the guest wrote (guest ${want:-none}, L1 $got)"
+fi
+
+results "$OUT/serial.log" flush-fsync
+if [ -z "$nullb_dev" ]; then
+	tap notok "FLUSH reaches the backend (could not set up null_blk with a write cache)"
+else
+	fl_after=$(flushes "$nullb_dev")
+	if [ "$fl_after" -gt "$fl_before" ]; then
+		tap ok "FLUSH reaches the backend ($nullb_dev flushes $fl_before -> $fl_after)"
+	else
+		tap notok "FLUSH reaches the backend ($nullb_dev flushes $fl_before -> $fl_after)"
+	fi
+	{ echo 0 >"$NULLB/power"; rmdir "$NULLB"; } 2>/dev/null
+fi
+
+results "$OUT/serial.log" readonly-flag readonly-write-rejected
+ro_sum_after=$(sha256sum </dev/ram2 | cut -d' ' -f1)
+if [ "$ro_sum_before" = "$ro_sum_after" ]; then
+	tap ok "read-only backend unchanged"
+else
+	tap notok "read-only backend unchanged"
+fi
+
+results "$OUT/serial.log" mq-queues fio-verify-2q ext4-mkfs ext4-fsck \
+	ext4-fsck-after-reboot ext4-checksums-after-reboot
+if [ $rc -eq 0 ]; then
+	tap ok "L2 run completed ($(grep -o 'booted in.*' "$OUT/l2.err"))"
+else
+	tap notok "L2 run completed (exit $rc)"
+	grep -a '^qemu:' "$OUT/serial.log" | diag
+fi
+
+# ---------------------------------------------------------- error paths --
+qemu_err() {
+	timeout 60 "$@" -M q35 -accel tcg -nodefaults -display none \
+		-L /usr/share/qemu -L /usr/share/seabios 2>&1 >/dev/null
+}
+err=$(qemu_err "$QEMU" -device vhost-blk-pci,backend=/nonexistent/disk)
+if [[ "$err" == *"cannot open backend"*"/nonexistent/disk"* ]]; then
+	tap ok "bad backend path: clear error"
+else
+	tap notok "bad backend path: clear error"
+	echo "$err" | diag
+fi
+
+# /dev/vhost-blk missing (module not loaded): hidden in a private mount
+# namespace, so the loaded module stays for the other suites.
+fake=$(mktemp -d /tmp/e2e-dev.XXXXXX)
+cp -a /dev/null /dev/zero /dev/urandom /dev/ram0 "$fake/"
+err=$(qemu_err unshare -m sh -c 'mount --bind "$0" /dev && exec "$@"' \
+	"$fake" "$QEMU" -device vhost-blk-pci,backend=/dev/ram0)
+rm -rf "$fake"
+if [[ "$err" == *"/dev/vhost-blk does not exist"*"module loaded"* ]]; then
+	tap ok "module missing: clear error"
+else
+	tap notok "module missing: clear error"
+	echo "$err" | diag
+fi
