@@ -2843,6 +2843,62 @@ TEST_F_TIMEOUT(vb, detach_with_io_in_flight, 120)
 	free(buf);
 }
 
+/*
+ * Detach racing the worker: 32 writes kicked, SET_BACKEND -1 after 0-50 ms.
+ * Whatever the device had taken off the ring (GET_VRING_BASE) must be back
+ * in the used ring when detach returns, the rest untouched in the avail
+ * ring; re-attaching serves the rest; every request completes once, OK.
+ */
+TEST_F_TIMEOUT(vb, detach_races_kick, 180)
+{
+	static const int delays_us[] = { 0, 200, 1000, 5000, 20000, 50000 };
+	struct vhost_vring_state st = { .index = 0 };
+	const unsigned int n = 32;
+	const size_t len = 8192;
+	uint64_t seed = new_seed();
+	struct vblk_req *r = calloc(n, sizeof(*r));
+	uint8_t *buf = malloc(n * len);
+	struct vblk_vq *vq;
+	const char *dev;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_BDEV(dev, "VBLK_DEV_DELAY", NULL);
+	ctx_open(_metadata, &c, dev, 1);
+	vq = &c.d.vq[0];
+	for (unsigned int k = 0; k < ARRAY_SIZE(delays_us); k++) {
+		uint16_t base0 = vq->avail_idx;
+		int reaped;
+
+		vblk_pattern_fill(buf, n * len, 12000, seed + k);
+		for (unsigned int i = 0; i < n; i++) {
+			vblk_req_init(&r[i], VIRTIO_BLK_T_OUT, 12000 + i * (len / 512));
+			r[i].out = buf + i * len;
+			r[i].out_len = len;
+			ASSERT_EQ(0, vblk_submit(vq, &r[i]));
+		}
+		vblk_kick(vq, true);
+		usleep(delays_us[k]);
+		ASSERT_EQ(0, vblk_set_backend(&c.d, -1));
+		reaped = vblk_reap(vq);
+		ASSERT_EQ(0, raw_ioctl(c.d.fd, VHOST_GET_VRING_BASE, &st));
+		EXPECT_EQ((uint16_t)(st.num - base0), reaped)
+			TH_LOG("delay %d us: device took %u requests, %d returned by detach",
+			       delays_us[k], (uint16_t)(st.num - base0), reaped);
+		ASSERT_EQ(0, vblk_set_backend(&c.d, c.bfd));
+		ASSERT_EQ(0, vblk_wait_all(vq, WAIT_MS)) TH_LOG("delay %d us", delays_us[k]);
+		for (unsigned int i = 0; i < n; i++) {
+			EXPECT_EQ(VIRTIO_BLK_S_OK, r[i].status)
+				TH_LOG("delay %d us request %u", delays_us[k], i);
+		}
+		EXPECT_EQ(0, vq->bad_used);
+		bdev_check(_metadata, dev, 12000, n * len, seed + k, "detach race");
+	}
+	free(buf);
+	free(r);
+	ctx_close(&c);
+}
+
 TEST_F_TIMEOUT(vb, replace_with_io_in_flight, 120)
 {
 	uint8_t *buf = malloc(INFLIGHT_N * INFLIGHT_LEN);
