@@ -49,7 +49,7 @@ stage "booting the L1 VM ($LINE kernel, TCG), loading vhost_blk, running the L2 
 set +e
 "$REPO/scripts/vm-run.sh" "$LINE" --timeout "${DEMO_VM_TIMEOUT:-1200}" \
 	--log "$CACHE/demo-vm.log" -- "$REPO/scripts/guest/demo-l1.sh" | tee "$CACHE/demo.out" |
-	grep -v '^L2-'
+	grep --line-buffered -v '^L2-'
 rc=${PIPESTATUS[0]}
 set -e
 if ! grep -q '^VERDICT:' "$CACHE/demo.out"; then
