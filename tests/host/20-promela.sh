@@ -83,53 +83,66 @@ verify() {
 	[ -n "$ERRS" ]
 }
 
-# 1. the model verifies
-for ev in 0 1; do
-	cfg="-DNREQ=$NREQ -DEVENT_IDX=$ev"
-	if verify "base-safety-ev$ev" safety $cfg && [ "$ERRS" = 0 ]; then
-		ok "promela: model verifies, EVENT_IDX=$ev NREQ=$NREQ: no assertion, no lost wake-up ($STATES states)"
-	else
-		notok "promela: model verifies, EVENT_IDX=$ev NREQ=$NREQ (errors=$ERRS, see $WORK/base-safety-ev$ev/pan.out)"
-	fi
-	if verify "base-ltl-ev$ev" ltl $cfg && [ "$ERRS" = 0 ]; then
-		ok "promela: LTL <>(all requests reaped) holds, EVENT_IDX=$ev NREQ=$NREQ ($STATES states)"
-	else
-		notok "promela: LTL <>(all requests reaped), EVENT_IDX=$ev (errors=$ERRS, see $WORK/base-ltl-ev$ev/pan.out)"
-	fi
-done
-# a request split into two bios, one of which may fail: IOERR iff a bio failed
-if verify "base-2bio" safety -DNREQ=1 -DNBIO=2 && [ "$ERRS" = 0 ]; then
-	ok "promela: model verifies with 2 bios per request: status IOERR iff a bio failed ($STATES states)"
-else
-	notok "promela: model with 2 bios per request (errors=$ERRS, see $WORK/base-2bio/pan.out)"
+# 1. the model verifies.  Configurations (see the header of the model):
+#    base: 2 requests, EVENT_IDX off/on, safety + LTL; then one feature at
+#    a time: spurious/double kicks, early stop on weight with requeue,
+#    a detach/attach cycle, a request split in two bios.
+#    VHOST_BLK_MODEL_LONG=1 adds the bigger ones (several minutes, ~3 GB).
+configs="
+base        safety -DNREQ=$NREQ -DSPURIOUS=0
+base        ltl    -DNREQ=$NREQ -DSPURIOUS=0
+spurious    safety -DNREQ=1 -DSPURIOUS=1
+weight      safety -DNREQ=$NREQ -DSPURIOUS=0 -DWEIGHT=1
+detach      safety -DNREQ=1 -DSPURIOUS=0 -DDETACH=1
+detach      ltl    -DNREQ=1 -DSPURIOUS=0 -DDETACH=1
+2bio        safety -DNREQ=1 -DNBIO=2 -DSPURIOUS=0
+"
+if [ "${VHOST_BLK_MODEL_LONG:-0}" = 1 ]; then
+	configs="$configs
+spurious-2  safety -DNREQ=2 -DSPURIOUS=1
+detach-2    safety -DNREQ=2 -DSPURIOUS=0 -DDETACH=1
+"
 fi
+while read -r cname mode args; do
+	[ -n "$cname" ] || continue
+	for ev in 0 1; do
+		name="$cname-$mode-ev$ev"
+		# shellcheck disable=SC2086
+		if verify "$name" "$mode" $args -DEVENT_IDX=$ev && [ "$ERRS" = 0 ]; then
+			if [ "$mode" = ltl ]; then
+				ok "promela: $cname ($args EVENT_IDX=$ev): LTL <>(all requests reaped) holds ($STATES states)"
+			else
+				ok "promela: $cname ($args EVENT_IDX=$ev): no assertion violated, no lost wake-up ($STATES states)"
+			fi
+		else
+			notok "promela: $cname $mode ($args EVENT_IDX=$ev): errors=$ERRS, see $WORK/$name/pan.out"
+		fi
+	done
+done <<<"$configs"
 
 # 2. every mutation must fail, with the expected kind of error
-#    name            kind      extra -D
+#    name                 kind      configuration
 mutations="
-NO_MB_GUEST_KICK      deadlock  -
-NO_MB_ENABLE_NOTIFY   deadlock  -
-SKIP_RECHECK          deadlock  -
-NO_MB_SIGNAL          deadlock  -
-NO_MB_GUEST_ENABLE_CB deadlock  -
-NO_WMB_USED           assert    -
-NO_RELEASE_LLIST      assert    -
-NO_MB_WORK_QUEUE      deadlock  -
-NO_MB_WORK_CLEAR      deadlock  -
-SHORTCUT_WAKE         deadlock  -
-NO_MB_BIO_DEC         assert    -DNBIO=2
+NO_MB_GUEST_KICK      deadlock  -DNREQ=$NREQ -DSPURIOUS=0
+NO_MB_ENABLE_NOTIFY   deadlock  -DNREQ=$NREQ -DSPURIOUS=0
+SKIP_RECHECK          deadlock  -DNREQ=$NREQ -DSPURIOUS=0
+NO_MB_SIGNAL          deadlock  -DNREQ=$NREQ -DSPURIOUS=0
+NO_MB_GUEST_ENABLE_CB deadlock  -DNREQ=$NREQ -DSPURIOUS=0
+NO_WMB_USED           assert    -DNREQ=$NREQ -DSPURIOUS=0
+NO_RELEASE_LLIST      assert    -DNREQ=$NREQ -DSPURIOUS=0
+NO_MB_WORK_QUEUE      deadlock  -DNREQ=$NREQ -DSPURIOUS=0
+NO_MB_WORK_CLEAR      deadlock  -DNREQ=$NREQ -DSPURIOUS=0
+SHORTCUT_WAKE         deadlock  -DNREQ=$NREQ -DSPURIOUS=0
+NO_MB_BIO_DEC         assert    -DNREQ=1 -DNBIO=2 -DSPURIOUS=0
+NO_REQUEUE_ON_WEIGHT  deadlock  -DNREQ=$NREQ -DSPURIOUS=0 -DWEIGHT=1
+NO_KICK_ON_ATTACH     deadlock  -DNREQ=1 -DSPURIOUS=0 -DDETACH=1
 "
-while read -r mut kind extra; do
+while read -r mut kind args; do
 	[ -n "$mut" ] || continue
-	[ "$extra" = - ] && extra=
 	for ev in 0 1; do
-		if [ "$mut" = NO_MB_BIO_DEC ]; then
-			cfg="-DNREQ=1 -DEVENT_IDX=$ev $extra"
-		else
-			cfg="-DNREQ=$NREQ -DEVENT_IDX=$ev $extra"
-		fi
 		name="mut-$mut-ev$ev"
-		if verify "$name" safety $cfg -D"$mut"; then
+		# shellcheck disable=SC2086
+		if verify "$name" safety $args -DEVENT_IDX=$ev -D"$mut"; then
 			if [ "$ERRS" != 0 ] && [ "$KIND" = "$kind" ]; then
 				ok "promela: mutation $mut (EVENT_IDX=$ev) fails verification as expected: $kind"
 			else
@@ -144,7 +157,7 @@ done <<<"$mutations"
 # the liveness property sees the lost wake-up too (not only the deadlock check)
 for mut in NO_MB_ENABLE_NOTIFY NO_MB_SIGNAL; do
 	name="mut-ltl-$mut"
-	if verify "$name" ltl -DNREQ=$NREQ -DEVENT_IDX=1 -D"$mut" &&
+	if verify "$name" ltl -DNREQ=$NREQ -DSPURIOUS=0 -DEVENT_IDX=1 -D"$mut" &&
 	   [ "$ERRS" != 0 ] && [ "$KIND" = liveness ]; then
 		ok "promela: mutation $mut violates LTL <>(all requests reaped) as expected"
 	else

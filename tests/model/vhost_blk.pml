@@ -28,6 +28,10 @@
  *   NREQ=n            requests the guest submits (<= 4, no ring wrap)
  *   NBIO=n            bios per request (1 or 2)
  *   SPURIOUS=0|1      guest may kick although not asked (spurious/double)
+ *   WEIGHT=0|1        handle_kick may stop early (vhost_exceeds_weight, or
+ *                     -ENOMEM) after a request, leaving kicks disabled
+ *   DETACH=0|1        a Detacher runs one VHOST_BLK_SET_BACKEND(-1) then
+ *                     SET_BACKEND(fd) cycle concurrently (D1..D5)
  * Mutations (each must make verification fail):
  *   NO_MB_GUEST_KICK       G3 missing: avail->idx store after flags load
  *   NO_MB_ENABLE_NOTIFY    K5 missing: avail_event/flags store after re-read
@@ -42,6 +46,10 @@
  *                          QUEUED bit is cleared
  *   SHORTCUT_WAKE          lesson 002: end_io skips queueing the work when
  *                          the worker "is surely running anyway"
+ *   NO_REQUEUE_ON_WEIGHT   K7 missing: stopping early without requeueing
+ *                          the kick work (kicks are still disabled)
+ *   NO_KICK_ON_ATTACH      D5 missing: attach does not queue the kick work
+ *                          for what the guest added while detached
  */
 
 #ifndef EVENT_IDX
@@ -55,6 +63,12 @@
 #endif
 #ifndef SPURIOUS
 #define SPURIOUS 1
+#endif
+#ifndef WEIGHT
+#define WEIGHT 0
+#endif
+#ifndef DETACH
+#define DETACH 0
 #endif
 
 #define ST_GARBAGE 0	/* never written: lesson 000's -1886218542 */
@@ -79,18 +93,20 @@ byte status[NREQ];		/* the request's status byte in guest memory */
 byte call_cnt;			/* call eventfd counter (guest interrupt) */
 
 /* ---- device (vhost-blk) state ---- */
-bool dev_no_notify;		/* vq->used_flags shadow */
-byte last_avail;		/* vq->last_avail_idx */
-byte dev_avail;			/* vq->avail_idx (cached avail->idx) */
-byte dev_used;			/* vq->last_used_idx */
-byte signalled_used;		/* vq->signalled_used */
-bool signalled_valid;		/* vq->signalled_used_valid */
+/* (vq->used_flags shadow, last_avail_idx, avail_idx, last_used_idx,
+ * signalled_used[_valid] are the Worker's locals: only it touches them) */
+bool reinit;			/* vhost_vq_init_access() pending (attach) */
+bool taken[NREQ];		/* ghost: the device popped the request */
 bool inflight[NREQ];		/* bios submitted, request not yet on llist */
 byte pending[NREQ];		/* bios of the request not yet ended */
 bool bio_err[NREQ];		/* some bio of the request failed */
 byte req_status[NREQ];		/* req->status, written by the last end_io */
 bool on_completed[NREQ];	/* on bvq->completed (llist) */
 bool returned[NREQ];		/* device wrote the used entry (exactly once) */
+
+bool backend = 1;		/* vhost_vq_get_backend(vq) != NULL */
+bool vq_mutex;			/* vq->mutex (worker vs. SET_BACKEND) */
+byte dev_inflight;		/* blk->inflight: requests with bios out */
 
 /* ---- vhost core: work flags and the worker's work list ---- */
 bool queued[2];			/* VHOST_WORK_QUEUED */
@@ -157,10 +173,24 @@ inline handle_kick(a, more)
 		:: last_avail != dev_avail ->
 			/* K3: pop the chain (after smp_rmb), build and
 			 * submit its bios; the request is now in flight */
-			assert(last_avail < NREQ);
-			pending[last_avail] = NBIO;
-			inflight[last_avail] = 1;
-			last_avail++
+			atomic {
+				assert(last_avail < NREQ);
+				pending[last_avail] = NBIO;
+				dev_inflight++;
+				taken[last_avail] = 1;
+				inflight[last_avail] = 1;
+				last_avail++
+			};
+			/* K7: vhost_exceeds_weight() (or -ENOMEM): stop
+			 * here, kicks still disabled: requeue ourselves */
+			if
+			:: WEIGHT ->
+#ifndef NO_REQUEUE_ON_WEIGHT
+				work_queue(KICK, old);
+#endif
+				break
+			:: true -> skip
+			fi
 		:: else ->
 			/* ring empty: vhost_enable_notify */
 			more = 0;
@@ -291,6 +321,12 @@ active proctype Worker()
 	bool gk, gc, old, more, notify, cleared;
 	byte a, i, n, ev;
 	bool mine[NREQ];
+	bool dev_no_notify;	/* vq->used_flags & VRING_USED_F_NO_NOTIFY */
+	byte last_avail;	/* vq->last_avail_idx */
+	byte dev_avail;		/* vq->avail_idx (cached avail->idx) */
+	byte dev_used;		/* vq->last_used_idx */
+	byte signalled_used;	/* vq->signalled_used */
+	bool signalled_valid;	/* vq->signalled_used_valid */
 
 end_idle:
 	/* W1: woken: llist_del_all(&worker->work_list) */
@@ -306,7 +342,20 @@ end_idle:
 	:: gk ->
 		gk = 0;
 		queued[KICK] = 0;				/* W2 */
-		handle_kick(a, more)
+		vq_mutex = 1;
+		if
+		:: reinit -> reinit = 0; signalled_valid = 0
+		:: else -> skip
+		fi;
+		if
+		:: backend ->
+			handle_kick(a, more);
+			/* K8: the kick handler ends with vhost_blk_complete() */
+			cleared = 1;
+			complete_work()
+		:: else -> skip		/* no backend: leave the ring alone */
+		fi;
+		vq_mutex = 0
 	:: gc ->
 		gc = 0;
 #ifdef NO_MB_WORK_CLEAR
@@ -318,7 +367,9 @@ end_idle:
 		fi
 #else
 		queued[COMP] = 0;				/* W2 */
-		complete_work()
+		vq_mutex = 1;
+		complete_work();
+		vq_mutex = 0
 #endif
 	:: !gk && !gc -> break
 	od;
@@ -410,8 +461,42 @@ end_wait:
 	work_queue(COMP, old);
 #endif
 done:
+	/* E6: vhost_blk_req_done: blk->inflight-- (spinlock), wake drain */
+	if
+	:: last -> dev_inflight--
+	:: else -> skip
+	fi;
 	fail = 0; last = 0; old = 0
 }
+
+#if DETACH
+/* D1..D5: VHOST_BLK_SET_BACKEND(-1) then SET_BACKEND(fd), concurrently */
+active proctype Detacher()
+{
+	bool old;
+	byte i;
+
+	/* D1: vhost_vq_set_backend(vq, NULL) under vq->mutex */
+	atomic { !vq_mutex -> backend = 0 };
+	/* D2: vhost_blk_drain: wait_event(idle_wait, inflight == 0) */
+	dev_inflight == 0;
+	/* D3: vhost_dev_flush: the worker ran everything queued before */
+	atomic { !on_worklist[KICK] && !on_worklist[COMP] && !worker_busy -> skip };
+	/* the uapi promise: every request the device took was returned */
+	atomic {
+		for (i : 0 .. NREQ - 1) {
+			assert(!taken[i] || returned[i])
+		};
+		i = 0
+	};
+	/* D4: attach: vhost_vq_set_backend + vhost_vq_init_access */
+	atomic { !vq_mutex -> backend = 1; reinit = 1 };
+#ifndef NO_KICK_ON_ATTACH
+	/* D5: vhost_poll_queue(): serve what the guest added meanwhile */
+	work_queue(KICK, old)
+#endif
+}
+#endif
 
 active proctype Submitter()
 {
