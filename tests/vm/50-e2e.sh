@@ -14,6 +14,10 @@
 #        cache, 1 queue          (flush counter of its /sys/block/*/stat)
 #   vdc  /dev/ram2, readonly=on  RO flag, writes rejected, backend unchanged
 #   vdd  /dev/ram1, 2 queues     fio write+verify, one job per queue
+#   vda  again                   fio write+verify while L1 does stop /
+#                                cont on the QMP monitor (data plane
+#                                drained and restarted under I/O); then a
+#                                migration attempt must hit the blocker
 #   vde  /dev/ram3, 1 queue      ext4: mkfs, files, sync, fsck -n, then a
 #                                guest reboot (device reset + restart in
 #                                the same QEMU), fsck -n and checksums
@@ -25,7 +29,7 @@ REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
 CACHE=${VB_CACHE:-${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}}
 L2=$REPO/scripts/guest/l2.sh
 OUT=${E2E_OUT:-${VHOST_BLK_OUT:-/tmp}/e2e}
-PLAN=19
+PLAN=22
 mkdir -p "$OUT"
 
 n=0
@@ -136,6 +140,9 @@ else
 	check fio-verify-2q $FIO --name=mq --filename=/dev/vdd --rw=randwrite \
 		--bs=4k --iodepth=8 --numjobs=2 --offset_increment=1M --size=512K \
 		--cpus_allowed_policy=split --cpus_allowed=0-1
+	echo "L2-STOPCONT-BEGIN"
+	check fio-verify-stop-cont $FIO --name=sc --filename=/dev/vda \
+		--offset=48M --rw=randwrite --bs=4k --iodepth=16 --size=1M
 	check ext4-mkfs mkfs.ext4 -q -F /dev/vde
 	mount -t ext4 /dev/vde /mnt
 	for i in 1 2 3 4; do
@@ -152,8 +159,53 @@ else
 fi
 STEPS
 
-"$L2" --steps "$OUT/steps.sh" --log "$OUT/serial.log" --timeout 1000 --smp 2 \
-	--reboot-ok -- \
+# L1 side of the stop/cont case: once the guest starts that fio, pause
+# the VM on the monitor for a few seconds, resume it, then try to migrate.
+QMP=/tmp/e2e-qmp.$$.sock
+qmp_script() {
+	python3 - "$QMP" <<'PY'
+import json, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(120)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+def reply():
+    while True:
+        m = json.loads(f.readline())
+        if "event" not in m:
+            return m
+def cmd(name, args=None):
+    msg = {"execute": name}
+    if args:
+        msg["arguments"] = args
+    f.write(json.dumps(msg) + "\n")
+    f.flush()
+    return reply()
+reply()
+cmd("qmp_capabilities")
+r = cmd("stop")
+print("QMP-STOP", "ok" if "return" in r else r)
+time.sleep(5)
+r = cmd("query-status")
+print("QMP-STATUS", r.get("return", {}).get("status"))
+r = cmd("cont")
+print("QMP-CONT", "ok" if "return" in r else r)
+r = cmd("migrate", {"uri": "exec:cat >/dev/null"})
+print("QMP-MIGRATE", json.dumps(r))
+PY
+}
+(
+	for _ in $(seq 1200); do
+		grep -aq '^L2-STOPCONT-BEGIN' "$OUT/serial.log" 2>/dev/null && break
+		sleep 1
+	done
+	sleep 20	# fio starts slowly in the nested guest
+	qmp_script
+) >"$OUT/qmp.out" 2>&1 &
+qmp_pid=$!
+
+"$L2" --steps "$OUT/steps.sh" --log "$OUT/serial.log" --timeout 1100 --smp 2 \
+	--reboot-ok -- -qmp "unix:$QMP,server=on,wait=off" \
 	-device vhost-blk-pci,backend=/dev/ram0,serial=e2e-serial-1,num-queues=1 \
 	-device "vhost-blk-pci,backend=${nullb_dev:-/dev/null},num-queues=1" \
 	-device vhost-blk-pci,backend=/dev/ram2,readonly=on,num-queues=1 \
@@ -161,6 +213,9 @@ STEPS
 	-device vhost-blk-pci,backend=/dev/ram3,num-queues=1 2>"$OUT/l2.err"
 rc=$?
 diag <"$OUT/l2.err"
+kill "$qmp_pid" 2>/dev/null
+wait "$qmp_pid" 2>/dev/null
+rm -f "$QMP"
 
 results "$OUT/serial.log" serial-get-id fio-verify-4k-1q fio-verify-mixed-bs \
 	guest-write-for-l1
@@ -193,7 +248,21 @@ else
 	tap notok "read-only backend unchanged"
 fi
 
-results "$OUT/serial.log" mq-queues fio-verify-2q ext4-mkfs ext4-fsck \
+results "$OUT/serial.log" mq-queues fio-verify-2q fio-verify-stop-cont
+if grep -q '^QMP-STOP ok' "$OUT/qmp.out" && grep -q '^QMP-STATUS paused' "$OUT/qmp.out" &&
+	grep -q '^QMP-CONT ok' "$OUT/qmp.out"; then
+	tap ok "stop/cont on the monitor during guest I/O"
+else
+	tap notok "stop/cont on the monitor during guest I/O"
+	diag <"$OUT/qmp.out"
+fi
+if grep -Eq '^QMP-MIGRATE.*"error".*(vhost-blk does not support migration|non-migratable device .*vhost-blk)' "$OUT/qmp.out"; then
+	tap ok "migration is blocked"
+else
+	tap notok "migration is blocked"
+	diag <"$OUT/qmp.out"
+fi
+results "$OUT/serial.log" ext4-mkfs ext4-fsck \
 	ext4-fsck-after-reboot ext4-checksums-after-reboot
 if [ $rc -eq 0 ]; then
 	tap ok "L2 run completed ($(grep -o 'booted in.*' "$OUT/l2.err"))"
