@@ -12,9 +12,12 @@
 #    module and what the bio end_io callback can reach
 #    (scripts/stack-callgraph.pl; "BUDGET FAIL" lines on a violation);
 #  - cross-checks the frames with the kernel's checkstack.pl on the .ko;
-#  - with --runtime: boots the line's VM, runs the stress tool under the
-#    ftrace stack tracer (tests/vm/30-stress.sh does the measuring) and
-#    prints the deepest stack seen, vhost-blk frames marked.
+#  - with --runtime: boots the line's VM (single-threaded TCG: ftrace text
+#    patching is not safe under multi-threaded TCG here), runs the stress
+#    tool under the ftrace stack tracer and function_graph
+#    (tests/vm/30-stress.sh, VHOST_BLK_STRESS_TRACE=1) and prints the
+#    deepest stack seen, vhost-blk frames marked, and the kick / end_io
+#    context checks (TAP in build/<abi>/stack/runtime-tap.txt).
 # The static report is in build/<abi>/stack/report.txt, the runtime one in
 # build/<abi>/stack/runtime.txt.  Exit status 1 when a budget is exceeded.
 set -uo pipefail
@@ -84,8 +87,10 @@ for line in "${LINES[@]}"; do
 		tests/prepare.d/30-robustness.sh >/dev/null || { rc=1; continue; }
 		vmout=$REPO/build/$abi/stack/vm
 		rm -rf "$vmout" && mkdir -p "$vmout"
-		VHOST_BLK_STRESS_ONLY=stack scripts/vm-run.sh "$line" --timeout 900 \
-			--out "$vmout" -- tests/vm/30-stress.sh || rc=1
+		VHOST_BLK_TCG_THREAD=single VHOST_BLK_STRESS_TRACE=1 \
+			VHOST_BLK_STRESS_SECONDS=${VHOST_BLK_STRESS_SECONDS:-15} \
+			scripts/vm-run.sh "$line" --timeout 900 --out "$vmout" \
+			-- tests/vm/30-stress.sh | tee "$out/runtime-tap.txt" || rc=1
 		if [ -f "$vmout/stack-runtime.txt" ]; then
 			cp "$vmout/stack-runtime.txt" "$out/runtime.txt"
 			cat "$out/runtime.txt"

@@ -259,15 +259,44 @@ static void fuzz_ioctls(uint64_t end)
 
 /* ---- ring contents ---------------------------------------------------- */
 
+/*
+ * Fuzzed chains may point anywhere, but "inside the memory table" means
+ * inside the arena: the last ARENA bytes of guest memory, reserved each
+ * round.  The rings and the buffers of queue 15's valid requests live
+ * below it, so a fuzzed chain can make the device write guest memory (as a
+ * real guest could) without corrupting what the test checks, and a huge
+ * length starting in the arena runs off the end of the table.
+ */
+#define ARENA (8UL << 20)
+static uint64_t g_arena, g_bump;
+
+static uint64_t arena_alloc(size_t len, uint32_t off)
+{
+	uint64_t a = ((g_bump + 4095) & ~4095ULL) + off;
+
+	if (a + len > g_arena + ARENA)
+		return 0;
+	g_bump = a + len;
+	return a;
+}
+
+/* keep in-table addresses in the arena */
+static uint64_t clamp(struct vblk_dev *d, uint64_t g)
+{
+	if (g >= d->o.gpa_base && g < g_arena)
+		return g_arena + (g - d->o.gpa_base) % ARENA;
+	return g;
+}
+
 static uint64_t gaddr(struct vblk_dev *d)
 {
 	uint64_t base = d->o.gpa_base, size = d->o.mem_size;
 
 	switch (rn(8)) {
-	case 0: return r64();				/* anywhere */
+	case 0: return clamp(d, r64());			/* anywhere */
 	case 1: return base + size - rn(64);		/* straddles the end */
 	case 2: return base - 1 - rn(4096);		/* just below */
-	default: return base + rn(size);		/* inside */
+	default: return g_arena + rn(ARENA);		/* inside */
 	}
 }
 
@@ -298,14 +327,14 @@ static void fill_itable(struct vblk_dev *d, uint64_t gpa, unsigned int n, int de
 	for (unsigned int i = 0; i < n; i++) {
 		struct vring_desc e;
 
-		e.addr = rn(3) ? gaddr(d) : d->o.gpa_base + rn(d->o.mem_size);
+		e.addr = gaddr(d);
 		e.len = glen();
 		e.flags = gflags();
 		if (i + 1 < n && rn(4))
 			e.flags |= VRING_DESC_F_NEXT;
 		e.next = rn(4) == 0 ? (uint16_t)rnd() : (uint16_t)(i + 1 + (rn(8) == 0 ? -2 : 0));
 		if ((e.flags & VRING_DESC_F_INDIRECT) && depth < 2 && rn(2)) {
-			uint64_t t = vblk_alloc(d, 16 * 8, rn(2) ? 0 : rn(16));
+			uint64_t t = arena_alloc(16 * 8, rn(2) ? 0 : rn(16));
 
 			if (t) {
 				fill_itable(d, t, 1 + rn(8), depth + 1);
@@ -321,7 +350,7 @@ static void fill_itable(struct vblk_dev *d, uint64_t gpa, unsigned int n, int de
 static uint64_t header(struct vblk_dev *d)
 {
 	struct virtio_blk_outhdr h;
-	uint64_t g = vblk_alloc(d, 16 + rn(4096), rn(2) ? 0 : rn(4096));
+	uint64_t g = arena_alloc(16 + 64 + rn(4096), rn(2) ? 0 : rn(4096 - 80));
 	static const uint32_t types[] = {
 		VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH,
 		VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES,
@@ -369,7 +398,7 @@ static int fuzz_chain(struct vblk_vq *vq, struct vblk_req *r)
 		if (rn(10) == 0)
 			next = idx[rn(n)];		/* loop */
 		if (flags & VRING_DESC_F_INDIRECT) {
-			uint64_t t = vblk_alloc(d, 16 * 16, rn(2) ? 0 : rn(16));
+			uint64_t t = arena_alloc(16 * 16, rn(2) ? 0 : rn(16));
 
 			if (t) {
 				unsigned int ne = 1 + rn(16);
@@ -433,6 +462,10 @@ static void fuzz_rings(uint64_t end)
 		err = vblk_open(&d, &o);
 		if (!err)
 			err = vblk_set_backend(&d, g_bfd);
+		if (!err) {
+			g_arena = g_bump = d.o.gpa_base + d.o.mem_size - ARENA;
+			err = vblk_alloc_at(&d, g_arena, ARENA);
+		}
 		if (err) {
 			printf("# FAIL ring round %lu: device setup: %s\n", n_rounds, strerror(-err));
 			failed = 1;
