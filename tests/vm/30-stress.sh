@@ -45,10 +45,11 @@ fi
 
 # ---- 1. stress under the ftrace stack tracer ----------------------------
 # The stack tracer checks the stack depth at the entry of the functions in
-# stack_trace_filter: vhost-blk's own (vhost_blk_*), and below them the
+# stack_trace_filter: vhost-blk's data-path functions, and below them the
 # ram disk's (brd_*: only this test's I/O reaches /dev/ram2) and bio_endio.
 # brd completes bios synchronously, so vhost-blk's end_io runs nested in
-# the worker's submit_bio: the deepest vhost-blk case.  The vhost core's
+# the worker's submit_bio: the deepest vhost-blk case.  open/ioctl/release/
+# detach (device setup from a syscall) are left out: data path only.  The vhost core's
 # own entry points are left out on purpose: the deepest of them is the
 # kick (eventfd_write from a syscall), where no vhost-blk code runs
 # (checked in part 3).  The tool switches the tracer off before it reads
@@ -57,9 +58,13 @@ TRACE=${VHOST_BLK_STRESS_TRACE:-0}
 stack_on=0
 if [ "$TRACE" = 1 ] && [ -w /proc/sys/kernel/stack_tracer_enabled ] && [ -e $T/stack_max_size ]; then
 	echo 0 >/proc/sys/kernel/stack_tracer_enabled
-	echo 'vhost_blk_*' >$T/stack_trace_filter 2>/dev/null
-	echo 'brd_*' >>$T/stack_trace_filter 2>/dev/null
-	echo 'bio_endio' >>$T/stack_trace_filter 2>/dev/null
+	# the data path only (open/ioctl/release/detach are syscall-time setup)
+	: >$T/stack_trace_filter
+	for f in 'vhost_blk_handle_*' vhost_blk_dispatch vhost_blk_rw vhost_blk_dwz \
+		 'vhost_blk_complete*' vhost_blk_bio_end_io vhost_blk_req_put \
+		 'brd_*' bio_endio; do
+		echo "$f" >>$T/stack_trace_filter 2>/dev/null
+	done
 	echo 0 >$T/stack_max_size
 	echo 1 >/proc/sys/kernel/stack_tracer_enabled && stack_on=1
 fi
