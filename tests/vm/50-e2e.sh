@@ -21,15 +21,16 @@
 #   vde  /dev/ram3, 1 queue      ext4: mkfs, files, sync, fsck -n, then a
 #                                guest reboot (device reset + restart in
 #                                the same QEMU), fsck -n and checksums
-# Then, without a guest: QEMU with a bad backend path, and with
-# /dev/vhost-blk missing, fails with its message.
+# Then, without a guest: QEMU accepts pre-opened backendfd=/vhostfd=, and
+# fails with its message on a bad backend path, num-queues=17 and a
+# missing /dev/vhost-blk.
 set -uo pipefail
 
 REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
 CACHE=${VB_CACHE:-${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}}
 L2=$REPO/scripts/guest/l2.sh
 OUT=${E2E_OUT:-${VHOST_BLK_OUT:-/tmp}/e2e}
-PLAN=22
+PLAN=24
 mkdir -p "$OUT"
 
 n=0
@@ -281,6 +282,25 @@ if [[ "$err" == *"cannot open backend"*"/nonexistent/disk"* ]]; then
 	tap ok "bad backend path: clear error"
 else
 	tap notok "bad backend path: clear error"
+	echo "$err" | diag
+fi
+
+# pre-opened fds (how libvirt passes them): realize must succeed; QEMU
+# then waits (-S) until the timeout stops it.
+err=$( exec 5<>/dev/ram0 6<>/dev/vhost-blk
+	qemu_err timeout 20 "$QEMU" -S -device vhost-blk-pci,backendfd=5,vhostfd=6 )
+rc=$?
+if [ $rc -eq 124 ] && [[ "$err" != *vhost-blk:* ]]; then
+	tap ok "backendfd= and vhostfd= (pre-opened fds) accepted"
+else
+	tap notok "backendfd= and vhostfd= (pre-opened fds) accepted (exit $rc)"
+	echo "$err" | diag
+fi
+err=$(qemu_err "$QEMU" -device vhost-blk-pci,backend=/dev/ram0,num-queues=17)
+if [[ "$err" == *"num-queues=17 is not supported"* ]]; then
+	tap ok "unsupported property: clear error"
+else
+	tap notok "unsupported property: clear error"
 	echo "$err" | diag
 fi
 
