@@ -128,7 +128,7 @@ else
 		--bs=4k --iodepth=16 --size=512K
 	check fio-verify-mixed-bs $FIO --name=b --filename=/dev/vda --offset=16M \
 		--rw=randwrite --bssplit=512/10:4k/40:16k/25:64k/15:256k/10 \
-		--iodepth=8 --size=1M
+		--iodepth=8 --size=512K
 	# guest writes, L1 reads back (1 MiB at 32 MiB of vda)
 	dd if=/dev/urandom of=/tmp/pattern bs=64k count=16 2>/dev/null
 	echo "L2-SHA $(sha256sum /tmp/pattern | cut -d' ' -f1)"
@@ -143,7 +143,7 @@ else
 		--cpus_allowed_policy=split --cpus_allowed=0-1
 	echo "L2-STOPCONT-BEGIN"
 	check fio-verify-stop-cont $FIO --name=sc --filename=/dev/vda \
-		--offset=48M --rw=randwrite --bs=4k --iodepth=16 --size=1M
+		--offset=48M --rw=randwrite --bs=4k --iodepth=16 --size=512K
 	check ext4-mkfs mkfs.ext4 -q -F /dev/vde
 	mount -t ext4 /dev/vde /mnt
 	for i in 1 2 3 4; do
@@ -200,12 +200,12 @@ PY
 		grep -aq '^L2-STOPCONT-BEGIN' "$OUT/serial.log" 2>/dev/null && break
 		sleep 1
 	done
-	sleep 20	# fio starts slowly in the nested guest
+	sleep 15	# fio starts slowly in the nested guest
 	qmp_script
 ) >"$OUT/qmp.out" 2>&1 &
 qmp_pid=$!
 
-"$L2" --steps "$OUT/steps.sh" --log "$OUT/serial.log" --timeout 1100 --smp 2 \
+"$L2" --steps "$OUT/steps.sh" --log "$OUT/serial.log" --timeout 1150 --smp 2 \
 	--reboot-ok -- -qmp "unix:$QMP,server=on,wait=off" \
 	-device vhost-blk-pci,backend=/dev/ram0,serial=e2e-serial-1,num-queues=1 \
 	-device "vhost-blk-pci,backend=${nullb_dev:-/dev/null},num-queues=1" \
