@@ -177,13 +177,26 @@ R=/host
 MODROOT=$(sq "$KDIR/modules")
 MODULE=$(sq "$MODULE")
 SHELL_MODE=$SHELL_MODE
+KEEP=$(sq "$VB_REPO $VB_CACHE")
 EOF
 	cat <<'EOF'
 stage() { echo "vb-stage: $1 $(cut -d' ' -f1 /proc/uptime)"; }
 fail() { echo "vb-stage2: error: $*"; dmesg >/out/dmesg.txt; sync; reboot -f; }
 stage stage2
+# The repository and the cache may live under /tmp or /run on the host (a
+# CI clone, say): keep them visible through the tmpfs mounted over those.
+mkdir -p /hostview
+mount -o bind $R /hostview || fail "bind the host root"
 mount -t tmpfs -o mode=1777 tmp $R/tmp || fail "mount /tmp"
 mount -t tmpfs -o mode=755 run $R/run || fail "mount /run"
+for p in $KEEP; do
+	case "$p" in
+	/tmp/*|/run/*)
+		mkdir -p "$R$p"
+		mount -o bind "/hostview$p" "$R$p" || fail "bind $p"
+		;;
+	esac
+done
 mount -t devtmpfs dev $R/dev || fail "mount /dev"
 mkdir -p $R/dev/pts $R/dev/shm
 ln -sf /proc/self/fd $R/dev/fd
