@@ -364,7 +364,8 @@ static u8 vhost_blk_dwz_seg(struct vhost_blk_req *req, struct block_device *bdev
 	if (!submit) {
 		if (discard ? flags : flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
 			return VIRTIO_BLK_S_UNSUPP;
-		if (!vhost_blk_range_ok(bdev, sector, nr_sects))
+		if (nr_sects > VHOST_BLK_MAX_DWZ_SECTORS ||
+		    !vhost_blk_range_ok(bdev, sector, nr_sects))
 			return VIRTIO_BLK_S_IOERR;
 		return VIRTIO_BLK_S_OK;
 	}
@@ -391,6 +392,7 @@ static u8 vhost_blk_dwz(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 	size_t len = iov_iter_count(iter);
 	unsigned int i, nr = len / VHOST_BLK_SEG_BYTES;
 	struct iov_iter check = *iter;
+	u64 total = 0;
 	u8 status;
 
 	if (vhost_blk_is_ro(req->bvq, be))
@@ -400,13 +402,16 @@ static u8 vhost_blk_dwz(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 	if (!nr || len % VHOST_BLK_SEG_BYTES || nr > VHOST_BLK_MAX_DWZ_SEGS)
 		return VIRTIO_BLK_S_IOERR;
 
-	/* Check every segment before acting on any of them. */
+	/* Check every segment, and their sum, before acting on any of them. */
 	for (i = 0; i < nr; i++) {
 		if (!copy_from_iter_full(&seg, sizeof(seg), &check))
 			return VIRTIO_BLK_S_IOERR;
 		status = vhost_blk_dwz_seg(req, be->bdev, discard, &seg, false);
 		if (status != VIRTIO_BLK_S_OK)
 			return status;
+		total += le32_to_cpu(seg.num_sectors);
+		if (total > VHOST_BLK_MAX_DWZ_SECTORS)
+			return VIRTIO_BLK_S_IOERR;
 	}
 	for (i = 0; i < nr; i++) {
 		if (!copy_from_iter_full(&seg, sizeof(seg), iter))
@@ -885,6 +890,10 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 	long r;
 
 	switch (ioctl) {
+	case VHOST_BLK_GET_CAPS:
+		features = 0;
+		return copy_to_user(featurep, &features, sizeof(features)) ?
+		       -EFAULT : 0;
 	case VHOST_GET_FEATURES:
 		features = VHOST_BLK_FEATURES;
 		return copy_to_user(featurep, &features, sizeof(features)) ?

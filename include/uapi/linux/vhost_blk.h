@@ -29,6 +29,16 @@
 /* Largest number of segments in one DISCARD or WRITE_ZEROES request. */
 #define VHOST_BLK_MAX_DWZ_SEGS		256
 
+/*
+ * Largest number of 512-byte sectors one DISCARD or WRITE_ZEROES segment
+ * may name, and the largest sum over all segments of one request (32 MiB).
+ * A request over either limit completes with VIRTIO_BLK_S_IOERR and does
+ * nothing.  The device model advertises this number as max_discard_sectors
+ * and max_write_zeroes_sectors (a Linux guest applies it to a whole
+ * request).
+ */
+#define VHOST_BLK_MAX_DWZ_SECTORS	(1U << 16)
+
 /* Length of the GET_ID string (VIRTIO_BLK_ID_BYTES). */
 #define VHOST_BLK_SERIAL_BYTES		20
 
@@ -70,5 +80,22 @@ struct vhost_blk_serial {
  * Errors: EPERM, EFAULT, EINVAL (not 0 or 1).
  */
 #define VHOST_BLK_SET_READONLY	_IOW(VHOST_VIRTIO, 0x52, int)
+
+/*
+ * VHOST_BLK_GET_CAPS - what this module guarantees beyond the ioctls.
+ *
+ * Argument: __u64, filled with VHOST_BLK_CAP_* bits.  Needs no owner.
+ * A module without this ioctl fails it with ENOTTY: treat that as 0.
+ *
+ * VHOST_BLK_CAP_EXACT_LOG: with VHOST_F_LOG_ALL acked, every byte the
+ * device writes into guest memory (data, status byte, used ring) is
+ * marked in the dirty log when, and only when, logging is on at the
+ * moment the request completes; a request started before logging was
+ * turned on is logged if it completes after.  A device model may allow
+ * live migration only with this bit.
+ */
+#define VHOST_BLK_CAP_EXACT_LOG		(1ULL << 0)
+
+#define VHOST_BLK_GET_CAPS	_IOR(VHOST_VIRTIO, 0x53, __u64)
 
 #endif /* _UAPI_LINUX_VHOST_BLK_H */
