@@ -980,8 +980,17 @@ static const struct file_operations vhost_blk_fops = {
 	.llseek		= noop_llseek,
 };
 
+/*
+ * A fixed minor, so that a /dev/vhost-blk node can exist before the module
+ * is loaded and opening it loads the module, as with vhost-net.  254 is in
+ * the "reserved for local use" range 243-254 of Documentation/admin-guide/
+ * devices.txt, unused by 6.1 and 6.12, from the top because upstream fills
+ * that range from the bottom.
+ */
+#define VHOST_BLK_MINOR	254
+
 static struct miscdevice vhost_blk_misc = {
-	.minor	= MISC_DYNAMIC_MINOR,
+	.minor	= VHOST_BLK_MINOR,
 	.name	= "vhost-blk",
 	.fops	= &vhost_blk_fops,
 };
@@ -1011,3 +1020,5 @@ module_exit(vhost_blk_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("vhost-blk: in-kernel virtio-blk data plane");
+MODULE_ALIAS_MISCDEV(VHOST_BLK_MINOR);
+MODULE_ALIAS("devname:vhost-blk");
