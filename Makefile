@@ -6,7 +6,9 @@
 #                                   KDIR=/lib/modules/$(uname -r)/build,
 #                                   VHOST_SRC=<linux source>/drivers/vhost
 #   make module LINE=6.1|6.12       build it in build/<abi>/ against a cached
-#                                   Debian kernel (W=1, any warning fails)
+#                                   Debian kernel (W=1, any warning fails);
+#                                   with VHOST_BLK_NO_DIRTY_LOG=1 a negative-control
+#                                   build without dirty logging in build/<abi>-nolog/
 #   make modules-lines              the same for every line ($VHOST_BLK_LINES)
 #   make check                      all tests on the host and in VMs (scripts/check.sh)
 #   make vm-shell LINE=6.1          interactive shell in a VM, module loaded
@@ -44,7 +46,7 @@ ifeq ($(LINE),)
 else
 	@set -euo pipefail; \
 	kdir=$$(scripts/kernel.sh path $(LINE)); abi=$$(basename "$$kdir"); \
-	out=build/$$abi; mkdir -p "$$out"; \
+	out=build/$$abi$(if $(VHOST_BLK_NO_DIRTY_LOG),-nolog); mkdir -p "$$out"; \
 	tar -cf - --exclude='*.o' --exclude='*.ko' --exclude='*.mod' --exclude='*.mod.c' \
 		--exclude='.*.cmd' --exclude='*.o.d' $(MODULE_SOURCES) | tar -xf - -C "$$out"; \
 	echo "  MODULE  $$out/vhost_blk.ko ($(LINE), W=1)"; \
@@ -85,6 +87,6 @@ clean::
 	rm -f modules.order Module.symvers .Module.symvers.cmd .modules.order.cmd
 
 help:
-	@sed -n '3,21s/^# \{0,1\}//p' Makefile
+	@sed -n '3,23s/^# \{0,1\}//p' Makefile
 
 -include mk/*.mk

@@ -43,14 +43,23 @@
 			    BIT_ULL(VIRTIO_BLK_F_RO) |			\
 			    BIT_ULL(VIRTIO_BLK_F_MQ))
 
-/* Requests and bytes one kick may take before the worker serves others. */
 /* Iovecs per chain; also the size of vq->heads, the used-entry batch. */
 #define VHOST_BLK_IOV_LIMIT	UIO_MAXIOV
+/* Requests and bytes one kick (or one completion run) may take. */
 #define VHOST_BLK_WEIGHT	256
 #define VHOST_BLK_BYTE_WEIGHT	(16U << 20)
+/* Dirty-log entries kept in the request itself; more are allocated. */
+#define VHOST_BLK_INLINE_LOG	4
+/* Wait before retrying a request that could not get memory. */
+#define VHOST_BLK_RETRY_JIFFIES	(HZ / 50)
 
 #define VHOST_BLK_HDR_BYTES	sizeof(struct virtio_blk_outhdr)
 #define VHOST_BLK_SEG_BYTES	sizeof(struct virtio_blk_discard_write_zeroes)
+
+static unsigned int bounce_limit_kb = 16384;
+module_param(bounce_limit_kb, uint, 0644);
+MODULE_PARM_DESC(bounce_limit_kb,
+		 "Bounce-buffer memory per device in KiB (at least 4096; default 16384)");
 
 struct vhost_blk_backend {
 	struct file *file;
@@ -59,30 +68,50 @@ struct vhost_blk_backend {
 };
 
 struct vhost_blk;
+struct vhost_blk_req;
 
 struct vhost_blk_vq {
 	struct vhost_virtqueue vq;
 	struct vhost_blk *blk;
 	/* Requests whose bios have all ended, waiting for the worker. */
 	struct llist_head done;
+	/* Taken off @done but not returned yet (completion weight). */
+	struct llist_node *completing;
 	struct vhost_work complete_work;
+	/*
+	 * One request per ring entry, allocated at attach: at most vq->num
+	 * requests are in flight.  The free list is used under vq.mutex.
+	 */
+	struct vhost_blk_req *reqs;
+	struct list_head free_reqs;
+	/* The kick handler stopped because no request was free. */
+	bool starved;
+	/* Retries a request that could not get memory. */
+	struct timer_list retry;
+	/* Protects inflight: requests started whose bios have not all ended. */
+	spinlock_t lock;
+	unsigned int inflight;
 };
 
 struct vhost_blk {
 	struct vhost_dev dev;
 	/* Attached backend; changed under dev.mutex and every vq mutex. */
 	struct vhost_blk_backend *backend;
-	/* Protects inflight and serial. */
+	/* Protects serial. */
 	spinlock_t lock;
-	/* Requests submitted whose bios have not all ended yet. */
-	unsigned int inflight;
 	wait_queue_head_t idle_wait;
 	u8 serial[VHOST_BLK_SERIAL_BYTES];
 	bool readonly;
+	/* Bounce memory held by requests, and the queues waiting for some. */
+	spinlock_t bounce_lock;
+	size_t bounce_bytes;
+	unsigned long bounce_waiters;
 	struct vhost_blk_vq vqs[VHOST_BLK_MAX_VQS];
 };
 
 struct vhost_blk_req {
+	/* On bvq->free_reqs while unused. */
+	struct list_head free_node;
 	struct llist_node node;
 	struct vhost_blk_vq *bvq;
 	u16 head;
@@ -93,7 +122,7 @@ struct vhost_blk_req {
 	atomic_t pending;
 	/* used.len reported to the guest when the request succeeds. */
 	u32 len;
-	/* All device-writable bytes, for the dirty log. */
+	/* All device-writable bytes: the length of the dirty log entries. */
 	u64 in_len;
 	u8 __user *status_ptr;
 	/*
@@ -106,18 +135,65 @@ struct vhost_blk_req {
 	struct page **pages;
 	unsigned int nr_pages;
 	u32 data_len;
+	/* Bytes of bounce memory charged to the device. */
+	size_t bounce;
 	/* Guest buffers of a bounced read, copied back on completion. */
 	struct iovec *iov;
 	unsigned int iov_cnt;
-	/* Dirty log entries when VHOST_F_LOG_ALL is acked. */
+	/*
+	 * The device-writable guest ranges (guest-physical), kept for every
+	 * request so it can be logged at completion whenever logging is on
+	 * by then; points to inline_log or to an allocation.
+	 */
 	struct vhost_log *log;
 	unsigned int log_num;
+	struct vhost_log inline_log[VHOST_BLK_INLINE_LOG];
 };
 
-static struct kmem_cache *vhost_blk_req_cache;
-
-static void vhost_blk_req_free(struct vhost_blk_req *req)
+static size_t vhost_blk_bounce_limit(void)
 {
+	return max_t(size_t, (size_t)READ_ONCE(bounce_limit_kb) << 10,
+		     VHOST_BLK_MAX_DATA_BYTES);
+}
+
+/*
+ * Charge @bytes of bounce memory to the device.  Over the limit, the queue
+ * is recorded as waiting and kicked again when bounce memory is released.
+ */
+static bool vhost_blk_bounce_get(struct vhost_blk_vq *bvq, size_t bytes)
+{
+	struct vhost_blk *blk = bvq->blk;
+	bool ok;
+
+	spin_lock(&blk->bounce_lock);
+	ok = blk->bounce_bytes + bytes <= vhost_blk_bounce_limit();
+	if (ok)
+		blk->bounce_bytes += bytes;
+	else
+		__set_bit(bvq - blk->vqs, &blk->bounce_waiters);
+	spin_unlock(&blk->bounce_lock);
+	return ok;
+}
+
+static void vhost_blk_bounce_put(struct vhost_blk *blk, size_t bytes)
+{
+	unsigned long waiters;
+	unsigned int i;
+
+	spin_lock(&blk->bounce_lock);
+	blk->bounce_bytes -= bytes;
+	waiters = blk->bounce_waiters;
+	blk->bounce_waiters = 0;
+	spin_unlock(&blk->bounce_lock);
+
+	for_each_set_bit(i, &waiters, VHOST_BLK_MAX_VQS)
+		vhost_poll_queue(&blk->vqs[i].vq.poll);
+}
+
+/* Release what a request holds and put it back in its queue's pool. */
+static void vhost_blk_req_release(struct vhost_blk_req *req)
+{
+	struct vhost_blk_vq *bvq = req->bvq;
 	struct bio *bio;
 	unsigned int i;
 
@@ -130,8 +206,11 @@ static void vhost_blk_req_free(struct vhost_blk_req *req)
 		__free_page(req->pages[i]);
 	kvfree(req->pages);
 	kfree(req->iov);
-	kfree(req->log);
-	kmem_cache_free(vhost_blk_req_cache, req);
+	if (req->log != req->inline_log)
+		kfree(req->log);
+	if (req->bounce)
+		vhost_blk_bounce_put(bvq->blk, req->bounce);
+	list_add(&req->free_node, &bvq->free_reqs);
 }
 
 /*
@@ -141,7 +220,6 @@ static void vhost_blk_req_free(struct vhost_blk_req *req)
 static void vhost_blk_req_done(struct vhost_blk_req *req)
 {
 	struct vhost_blk_vq *bvq = req->bvq;
-	struct vhost_blk *blk = bvq->blk;
 	unsigned long flags;
 
 	/*
@@ -155,19 +233,19 @@ static void vhost_blk_req_done(struct vhost_blk_req *req)
 	 * before running the work, whose first step is the fully ordered
 	 * llist_del_all() (C1): either that xchg sees this request or this
 	 * test_and_set_bit sees the cleared bit and queues the work again.
-	 * If queueing fails (owner killed), teardown frees the request.
+	 * If queueing fails (owner killed), teardown releases the request.
 	 */
 	llist_add(&req->node, &bvq->done);
 	vhost_blk_queue_work(&bvq->vq, &bvq->complete_work);
 
 	/*
 	 * The waiter in vhost_blk_drain() reads inflight under the same lock,
-	 * so once it sees zero this function no longer touches blk.
+	 * so once it sees zero this function no longer touches the device.
 	 */
-	spin_lock_irqsave(&blk->lock, flags);
-	if (!--blk->inflight)
-		wake_up(&blk->idle_wait);
-	spin_unlock_irqrestore(&blk->lock, flags);
+	spin_lock_irqsave(&bvq->lock, flags);
+	if (!--bvq->inflight)
+		wake_up(&bvq->blk->idle_wait);
+	spin_unlock_irqrestore(&bvq->lock, flags);
 }
 
 static void vhost_blk_req_put(struct vhost_blk_req *req)
@@ -209,6 +287,10 @@ static void vhost_blk_submit(struct vhost_blk_req *req, struct bio *bio)
 	submit_bio(bio);
 }
 
+/*
+ * Read-only does not depend on what the guest acked: the backend
+ * descriptor, the block device and SET_READONLY decide it too.
+ */
 static bool vhost_blk_is_ro(struct vhost_blk_vq *bvq,
 			    struct vhost_blk_backend *be)
 {
@@ -251,7 +333,11 @@ static int vhost_blk_map_iter(struct vhost_blk_req *req, struct block_device *bd
 	return 0;
 }
 
-/* Bounce: guest buffers are not aligned for the device, copy them. */
+/*
+ * Bounce: guest buffers are not aligned for the device.  Everything that
+ * can fail for lack of memory happens before the first bio is submitted,
+ * so the request can be given back and retried.
+ */
 static int vhost_blk_bounce_iter(struct vhost_blk_req *req,
 				 struct block_device *bdev, blk_opf_t opf,
 				 sector_t sector, struct iov_iter *iter)
@@ -260,11 +346,15 @@ static int vhost_blk_bounce_iter(struct vhost_blk_req *req,
 	u32 left = req->data_len;
 	struct bio *bio = NULL;
 
-	req->pages = kvcalloc(nr, sizeof(*req->pages), GFP_KERNEL);
+	if (!vhost_blk_bounce_get(req->bvq, (size_t)nr << PAGE_SHIFT))
+		return -EAGAIN;
+	req->bounce = (size_t)nr << PAGE_SHIFT;
+
+	req->pages = kvcalloc(nr, sizeof(*req->pages), GFP_KERNEL_ACCOUNT);
 	if (!req->pages)
 		return -ENOMEM;
 	for (i = 0; i < nr; i++) {
-		req->pages[i] = alloc_page(GFP_KERNEL);
+		req->pages[i] = alloc_page(GFP_KERNEL_ACCOUNT);
 		if (!req->pages[i])
 			return -ENOMEM;
 		req->nr_pages++;
@@ -275,7 +365,7 @@ static int vhost_blk_bounce_iter(struct vhost_blk_req *req,
 
 		if (op_is_write(opf) &&
 		    copy_page_from_iter(req->pages[i], 0, len, iter) != len)
-			return -EFAULT;
+			return VIRTIO_BLK_S_IOERR;
 		left -= len;
 	}
 
@@ -296,24 +386,38 @@ static int vhost_blk_bounce_iter(struct vhost_blk_req *req,
 			bio = NULL;
 		}
 	}
-	return 0;
+	return VIRTIO_BLK_S_OK;
 }
 
 /*
  * Read or write.  For a read, @iov/@nr are the guest's device-writable
  * buffers (data first), kept if the data has to be bounced.
+ *
+ * Returns a VIRTIO_BLK_S_* status, or -ENOMEM / -EAGAIN (no bounce memory
+ * left) when the request could not be started and nothing was submitted.
  */
-static u8 vhost_blk_rw(struct vhost_blk_req *req, struct vhost_blk_backend *be,
-		       bool write, u64 sector, struct iov_iter *iter,
-		       const struct iovec *iov, unsigned int nr)
+static int vhost_blk_rw(struct vhost_blk_req *req, struct vhost_blk_backend *be,
+			bool write, u64 sector, struct iov_iter *iter,
+			const struct iovec *iov, unsigned int nr)
 {
+	struct vhost_virtqueue *vq = &req->bvq->vq;
 	struct block_device *bdev = be->bdev;
-	blk_opf_t opf = write ? REQ_OP_WRITE : REQ_OP_READ;
 	size_t len = iov_iter_count(iter);
+	blk_opf_t opf = REQ_OP_READ;
 	int ret;
 
-	if (write && vhost_blk_is_ro(req->bvq, be))
-		return VIRTIO_BLK_S_IOERR;
+	if (write) {
+		if (vhost_blk_is_ro(req->bvq, be))
+			return VIRTIO_BLK_S_IOERR;
+		/*
+		 * A synchronous guest write; without a negotiated FLUSH the
+		 * guest cannot ask for a cache flush, so every write must be
+		 * stable when it completes (virtio 1.2, 5.2.6.2).
+		 */
+		opf = REQ_OP_WRITE | REQ_SYNC | REQ_IDLE;
+		if (!vhost_has_feature(vq, VIRTIO_BLK_F_FLUSH))
+			opf |= REQ_FUA;
+	}
 	if (len > VHOST_BLK_MAX_DATA_BYTES || len % SECTOR_SIZE ||
 	    !vhost_blk_range_ok(bdev, sector, len >> SECTOR_SHIFT))
 		return VIRTIO_BLK_S_IOERR;
@@ -322,19 +426,21 @@ static u8 vhost_blk_rw(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 	req->data_len = len;
 
 	if (bdev_iter_is_aligned(bdev, iter)) {
-		ret = vhost_blk_map_iter(req, bdev, opf, sector, iter);
+		if (vhost_blk_map_iter(req, bdev, opf, sector, iter))
+			return VIRTIO_BLK_S_IOERR;
 	} else {
 		if (!write) {
 			/* Saved now: vq->iov is reused for the next request. */
-			req->iov = kmemdup(iov, nr * sizeof(*iov), GFP_KERNEL);
+			req->iov = kmemdup(iov, nr * sizeof(*iov),
+					   GFP_KERNEL_ACCOUNT);
 			if (!req->iov)
-				return VIRTIO_BLK_S_IOERR;
+				return -ENOMEM;
 			req->iov_cnt = nr;
 		}
 		ret = vhost_blk_bounce_iter(req, bdev, opf, sector, iter);
+		if (ret != VIRTIO_BLK_S_OK)
+			return ret;
 	}
-	if (ret)
-		return VIRTIO_BLK_S_IOERR;
 	if (!write)
 		req->len += len;
 	return VIRTIO_BLK_S_OK;
@@ -347,28 +453,36 @@ static u8 vhost_blk_flush(struct vhost_blk_req *req, struct vhost_blk_backend *b
 	return VIRTIO_BLK_S_OK;
 }
 
+/* Check one DISCARD or WRITE_ZEROES segment. */
+static u8 vhost_blk_dwz_seg_check(struct block_device *bdev, bool discard,
+				  const struct virtio_blk_discard_write_zeroes *seg)
+{
+	u32 flags = le32_to_cpu(seg->flags);
+	u32 nr_sects = le32_to_cpu(seg->num_sectors);
+
+	if (discard ? flags : flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
+		return VIRTIO_BLK_S_UNSUPP;
+	if (nr_sects > VHOST_BLK_MAX_DWZ_SECTORS ||
+	    !vhost_blk_range_ok(bdev, le64_to_cpu(seg->sector), nr_sects))
+		return VIRTIO_BLK_S_IOERR;
+	return VIRTIO_BLK_S_OK;
+}
+
 /*
- * One DISCARD or WRITE_ZEROES segment: check it (submit == false) or
- * build and submit its bios.
+ * Build and submit the bios of one checked segment; none are waited for.
+ * WRITE_ZEROES may deallocate (UNMAP) only when the guest negotiated
+ * DISCARD.
  */
 static u8 vhost_blk_dwz_seg(struct vhost_blk_req *req, struct block_device *bdev,
-			    bool discard, const struct virtio_blk_discard_write_zeroes *seg,
-			    bool submit)
+			    bool discard, const struct virtio_blk_discard_write_zeroes *seg)
 {
 	u64 sector = le64_to_cpu(seg->sector);
 	u32 nr_sects = le32_to_cpu(seg->num_sectors);
-	u32 flags = le32_to_cpu(seg->flags);
+	bool unmap = le32_to_cpu(seg->flags) & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP &&
+		     vhost_has_feature(&req->bvq->vq, VIRTIO_BLK_F_DISCARD);
 	struct bio *bio = NULL;
 	int ret;
 
-	if (!submit) {
-		if (discard ? flags : flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
-			return VIRTIO_BLK_S_UNSUPP;
-		if (nr_sects > VHOST_BLK_MAX_DWZ_SECTORS ||
-		    !vhost_blk_range_ok(bdev, sector, nr_sects))
-			return VIRTIO_BLK_S_IOERR;
-		return VIRTIO_BLK_S_OK;
-	}
 	if (!nr_sects)
 		return VIRTIO_BLK_S_OK;
 
@@ -377,9 +491,7 @@ static u8 vhost_blk_dwz_seg(struct vhost_blk_req *req, struct block_device *bdev
 					     &bio);
 	else
 		ret = __blkdev_issue_zeroout(bdev, sector, nr_sects, GFP_KERNEL,
-					     &bio,
-					     flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP ?
-					     0 : BLKDEV_ZERO_NOUNMAP);
+					     &bio, unmap ? 0 : BLKDEV_ZERO_NOUNMAP);
 	if (bio)
 		vhost_blk_submit(req, bio);
 	return ret ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
@@ -395,6 +507,9 @@ static u8 vhost_blk_dwz(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 	u64 total = 0;
 	u8 status;
 
+	if (!vhost_has_feature(&req->bvq->vq, discard ? VIRTIO_BLK_F_DISCARD :
+						 VIRTIO_BLK_F_WRITE_ZEROES))
+		return VIRTIO_BLK_S_UNSUPP;
 	if (vhost_blk_is_ro(req->bvq, be))
 		return VIRTIO_BLK_S_IOERR;
 	if (discard && !bdev_max_discard_sectors(be->bdev))
@@ -406,7 +521,7 @@ static u8 vhost_blk_dwz(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 	for (i = 0; i < nr; i++) {
 		if (!copy_from_iter_full(&seg, sizeof(seg), &check))
 			return VIRTIO_BLK_S_IOERR;
-		status = vhost_blk_dwz_seg(req, be->bdev, discard, &seg, false);
+		status = vhost_blk_dwz_seg_check(be->bdev, discard, &seg);
 		if (status != VIRTIO_BLK_S_OK)
 			return status;
 		total += le32_to_cpu(seg.num_sectors);
@@ -416,7 +531,7 @@ static u8 vhost_blk_dwz(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 	for (i = 0; i < nr; i++) {
 		if (!copy_from_iter_full(&seg, sizeof(seg), iter))
 			return VIRTIO_BLK_S_IOERR;
-		status = vhost_blk_dwz_seg(req, be->bdev, discard, &seg, true);
+		status = vhost_blk_dwz_seg(req, be->bdev, discard, &seg);
 		if (status != VIRTIO_BLK_S_OK)
 			return status;
 	}
@@ -449,9 +564,10 @@ static u8 __user *vhost_blk_status_ptr(const struct iovec *iov, unsigned int n)
 	return NULL;
 }
 
-static u8 vhost_blk_dispatch(struct vhost_blk_req *req,
-			     struct vhost_blk_backend *be,
-			     unsigned int out, unsigned int in, u64 out_len)
+/* A VIRTIO_BLK_S_* status, or -ENOMEM / -EAGAIN as vhost_blk_rw(). */
+static int vhost_blk_dispatch(struct vhost_blk_req *req,
+			      struct vhost_blk_backend *be,
+			      unsigned int out, unsigned int in, u64 out_len)
 {
 	struct vhost_virtqueue *vq = &req->bvq->vq;
 	struct virtio_blk_outhdr hdr;
@@ -486,104 +602,160 @@ static u8 vhost_blk_dispatch(struct vhost_blk_req *req,
 	}
 }
 
+/* Keep the chain's device-writable guest ranges for the dirty log. */
+static int vhost_blk_save_log(struct vhost_blk_req *req,
+			      const struct vhost_log *log, unsigned int log_num)
+{
+	req->log = req->inline_log;
+	if (log_num > VHOST_BLK_INLINE_LOG) {
+		req->log = kmalloc_array(log_num, sizeof(*log),
+					 GFP_KERNEL_ACCOUNT);
+		if (!req->log) {
+			req->log = req->inline_log;
+			return -ENOMEM;
+		}
+	}
+	memcpy(req->log, log, log_num * sizeof(*log));
+	req->log_num = log_num;
+	return 0;
+}
+
 /*
  * Start one request.  Returns the number of bytes it moves (for the
- * worker's weight), or -ENOMEM when it could not be started and must be
- * retried.  Not inlined, to keep the kick handler's frame small.
+ * worker's weight), or -ENOMEM / -EAGAIN when it could not be started,
+ * nothing was submitted and the chain must be given back and retried.
+ * Not inlined, to keep the kick handler's frame small.
  */
 static noinline_for_stack int
-vhost_blk_handle_req(struct vhost_blk_vq *bvq, struct vhost_blk_backend *be,
+vhost_blk_handle_req(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 		     int head, unsigned int out, unsigned int in,
-		     struct vhost_log *log, unsigned int log_num)
+		     unsigned int log_num)
 {
+	struct vhost_blk_vq *bvq = req->bvq;
 	struct vhost_virtqueue *vq = &bvq->vq;
-	struct vhost_blk *blk = bvq->blk;
-	u64 in_len = iov_length(vq->iov + out, in);
-	struct vhost_blk_req *req;
-	int bytes;
-	u8 status;
+	int bytes, ret;
 
-	if (unlikely(!in_len)) {
+	req->in_len = iov_length(vq->iov + out, in);
+	if (unlikely(!req->in_len)) {
 		vq_err(vq, "request %d has no status byte\n", head);
-		vhost_add_used_and_signal(&blk->dev, vq, head, 0);
+		vhost_add_used_and_signal(vq->dev, vq, head, 0);
+		list_add(&req->free_node, &bvq->free_reqs);
 		return 0;
 	}
-
-	req = kmem_cache_zalloc(vhost_blk_req_cache, GFP_KERNEL);
-	if (!req)
-		return -ENOMEM;
-	req->bvq = bvq;
 	req->head = head;
-	req->in_len = in_len;
-	req->status_ptr = vhost_blk_status_ptr(vq->iov + out, in);
+	req->status = VIRTIO_BLK_S_OK;
+	req->zero_copy = false;
 	req->len = 1;
-	spin_lock_init(&req->lock);
-	bio_list_init(&req->bios);
+	req->status_ptr = vhost_blk_status_ptr(vq->iov + out, in);
+	req->pages = NULL;
+	req->nr_pages = 0;
+	req->data_len = 0;
+	req->bounce = 0;
+	req->iov = NULL;
+	req->iov_cnt = 0;
 	atomic_set(&req->pending, 1);
-	if (unlikely(log && log_num)) {
-		req->log = kmemdup(log, log_num * sizeof(*log), GFP_KERNEL);
-		if (req->log)
-			req->log_num = log_num;
+	ret = vhost_blk_save_log(req, vq->log, log_num);
+	if (ret)
+		goto retry;
+
+	spin_lock_irq(&bvq->lock);
+	bvq->inflight++;
+	spin_unlock_irq(&bvq->lock);
+
+	ret = vhost_blk_dispatch(req, be, out, in, iov_length(vq->iov, out));
+	if (unlikely(ret < 0)) {
+		/* Nothing was submitted: pending is still 1. */
+		spin_lock_irq(&bvq->lock);
+		bvq->inflight--;
+		spin_unlock_irq(&bvq->lock);
+		goto retry;
 	}
-
-	spin_lock_irq(&blk->lock);
-	blk->inflight++;
-	spin_unlock_irq(&blk->lock);
-
-	status = vhost_blk_dispatch(req, be, out, in, iov_length(vq->iov, out));
-	if (status != VIRTIO_BLK_S_OK)
-		WRITE_ONCE(req->status, status);
+	if (ret != VIRTIO_BLK_S_OK)
+		WRITE_ONCE(req->status, ret);
 	bytes = req->data_len;
 	vhost_blk_req_put(req);
 	return bytes;
+
+retry:
+	vhost_blk_req_release(req);
+	return ret;
 }
 
-/* Return finished requests to the guest.  Called with vq->mutex held. */
+/*
+ * Copy a bounced read back into the guest's buffers.  Not inlined, to keep
+ * the completion's frame small.
+ */
+static noinline_for_stack u8 vhost_blk_copy_back(struct vhost_blk_req *req)
+{
+	u32 left = req->data_len;
+	struct iov_iter to;
+	unsigned int i;
+
+	iov_iter_init(&to, ITER_DEST, req->iov, req->iov_cnt, left);
+	for (i = 0; i < req->nr_pages; i++) {
+		u32 chunk = min_t(u32, left, PAGE_SIZE);
+
+		if (copy_page_to_iter(req->pages[i], 0, chunk, &to) != chunk)
+			return VIRTIO_BLK_S_IOERR;
+		left -= chunk;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Return one finished request to the guest and put it back in the pool. */
+static void vhost_blk_complete_one(struct vhost_blk_req *req,
+				   struct vring_used_elem *used)
+{
+	struct vhost_virtqueue *vq = &req->bvq->vq;
+	u8 status = READ_ONCE(req->status);
+	u32 len;
+
+	if (status == VIRTIO_BLK_S_OK && req->iov)
+		status = vhost_blk_copy_back(req);
+	len = status == VIRTIO_BLK_S_OK ? req->len : 1;
+	if (put_user(status, req->status_ptr))
+		vq_err(vq, "cannot write status of request %u\n", req->head);
+	/*
+	 * Logged if and only if logging is on now, whenever the request was
+	 * started: the guest memory written for it is in req->log.
+	 */
+	if (unlikely(vhost_has_feature(vq, VHOST_F_LOG_ALL)) &&
+	    !IS_ENABLED(CONFIG_VHOST_BLK_NO_DIRTY_LOG))
+		vhost_log_write(vq, req->log, req->log_num, req->in_len, NULL, 0);
+
+	used->id = cpu_to_vhost32(vq, req->head);
+	used->len = cpu_to_vhost32(vq, len);
+	vhost_blk_req_release(req);
+}
+
+/*
+ * Return finished requests to the guest, at most VHOST_BLK_WEIGHT of them
+ * (or VHOST_BLK_BYTE_WEIGHT bytes) per call; the rest wait for the next
+ * run of the completion work.  Called with vq->mutex held.
+ */
 static void vhost_blk_complete(struct vhost_blk_vq *bvq)
 {
 	struct vhost_virtqueue *vq = &bvq->vq;
-	struct vhost_blk_req *req, *next;
-	struct llist_node *list;
-	unsigned int n = 0;
+	unsigned int n = 0, nreq = 0;
+	struct vhost_blk_req *req;
+	size_t bytes = 0;
 
 	/* C1: fully ordered xchg, pairs with llist_add() in E4. */
-	list = llist_del_all(&bvq->done);
-	if (!list)
+	if (!bvq->completing)
+		bvq->completing = llist_reverse_order(llist_del_all(&bvq->done));
+	if (!bvq->completing)
 		return;
 
-	llist_for_each_entry_safe(req, next, llist_reverse_order(list), node) {
-		u8 status = READ_ONCE(req->status);
-		u32 len = status == VIRTIO_BLK_S_OK ? req->len : 1;
-
-		if (status == VIRTIO_BLK_S_OK && req->iov) {
-			struct iov_iter to;
-			unsigned int i;
-			u32 left = req->data_len;
-
-			iov_iter_init(&to, ITER_DEST, req->iov, req->iov_cnt,
-				      left);
-			for (i = 0; i < req->nr_pages; i++) {
-				u32 chunk = min_t(u32, left, PAGE_SIZE);
-
-				if (copy_page_to_iter(req->pages[i], 0, chunk,
-						      &to) != chunk) {
-					status = VIRTIO_BLK_S_IOERR;
-					len = 1;
-					break;
-				}
-				left -= chunk;
-			}
+	while (bvq->completing) {
+		if (nreq == VHOST_BLK_WEIGHT || bytes >= VHOST_BLK_BYTE_WEIGHT) {
+			vhost_blk_queue_work(vq, &bvq->complete_work);
+			break;
 		}
-		if (put_user(status, req->status_ptr))
-			vq_err(vq, "cannot write status of request %u\n",
-			       req->head);
-		if (unlikely(req->log_num))
-			vhost_log_write(vq, req->log, req->log_num, req->in_len,
-					NULL, 0);
-
-		vq->heads[n].id = cpu_to_vhost32(vq, req->head);
-		vq->heads[n].len = cpu_to_vhost32(vq, len);
-		vhost_blk_req_free(req);
+		req = llist_entry(bvq->completing, struct vhost_blk_req, node);
+		bvq->completing = bvq->completing->next;
+		bytes += req->data_len;
+		nreq++;
+		vhost_blk_complete_one(req, &vq->heads[n]);
 		if (++n == VHOST_BLK_IOV_LIMIT) {
 			vhost_add_used_n(vq, vq->heads, n);
 			n = 0;
@@ -598,6 +770,12 @@ static void vhost_blk_complete(struct vhost_blk_vq *bvq)
 	if (n)
 		vhost_add_used_n(vq, vq->heads, n);
 	vhost_signal(&bvq->blk->dev, vq);
+
+	/* Requests are free again: serve what the guest queued meanwhile. */
+	if (bvq->starved) {
+		bvq->starved = false;
+		vhost_poll_queue(&vq->poll);
+	}
 }
 
 static void vhost_blk_complete_work(struct vhost_work *work)
@@ -610,6 +788,13 @@ static void vhost_blk_complete_work(struct vhost_work *work)
 	mutex_unlock(&bvq->vq.mutex);
 }
 
+static void vhost_blk_retry(struct timer_list *t)
+{
+	struct vhost_blk_vq *bvq = from_timer(bvq, t, retry);
+
+	vhost_poll_queue(&bvq->vq.poll);
+}
+
 static void vhost_blk_handle_kick(struct vhost_work *work)
 {
 	struct vhost_virtqueue *vq = container_of(work, struct vhost_virtqueue,
@@ -618,7 +803,7 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 	struct vhost_dev *dev = &bvq->blk->dev;
 	unsigned int out, in, log_num, nreq = 0;
 	struct vhost_blk_backend *be;
-	struct vhost_log *log;
+	struct vhost_blk_req *req;
 	struct blk_plug plug;
 	size_t bytes = 0;
 	int head, ret;
@@ -627,14 +812,21 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 	be = vhost_vq_get_backend(vq);
 	if (!be)
 		goto out;
-	log = unlikely(vhost_has_feature(vq, VHOST_F_LOG_ALL)) ? vq->log : NULL;
 
 	blk_start_plug(&plug);
 	/* K1: no guest kicks while we drain the ring. */
 	vhost_disable_notify(dev, vq);
 	for (;;) {
+		req = list_first_entry_or_null(&bvq->free_reqs,
+					       struct vhost_blk_req, free_node);
+		if (!req) {
+			/* A ring's worth in flight: completion kicks us. */
+			bvq->starved = true;
+			break;
+		}
+		/* The log ranges are always collected (exact dirty log). */
 		head = vhost_get_vq_desc(vq, vq->iov, ARRAY_SIZE(vq->iov),
-					 &out, &in, log, &log_num);
+					 &out, &in, vq->log, &log_num);
 		/* A broken chain: vq_err() signalled the error eventfd. */
 		if (unlikely(head < 0))
 			break;
@@ -651,11 +843,18 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 			}
 			break;
 		}
-		ret = vhost_blk_handle_req(bvq, be, head, out, in, log, log_num);
+		list_del(&req->free_node);
+		ret = vhost_blk_handle_req(req, be, head, out, in, log_num);
 		if (unlikely(ret < 0)) {
-			/* Out of memory: give the chain back, retry later. */
+			/*
+			 * Give the chain back.  Out of memory: retry after a
+			 * short wait.  Out of bounce memory: the queue is
+			 * kicked when some is released.
+			 */
 			vhost_discard_vq_desc(vq, 1);
-			vhost_poll_queue(&vq->poll);
+			if (ret == -ENOMEM)
+				mod_timer(&bvq->retry,
+					  jiffies + VHOST_BLK_RETRY_JIFFIES);
 			break;
 		}
 		bytes += ret;
@@ -668,35 +867,70 @@ out:
 	mutex_unlock(&vq->mutex);
 }
 
-static bool vhost_blk_idle(struct vhost_blk *blk)
+static bool vhost_blk_vq_idle(struct vhost_blk_vq *bvq)
 {
 	bool idle;
 
-	spin_lock_irq(&blk->lock);
-	idle = !blk->inflight;
-	spin_unlock_irq(&blk->lock);
+	spin_lock_irq(&bvq->lock);
+	idle = !bvq->inflight;
+	spin_unlock_irq(&bvq->lock);
 	return idle;
 }
 
 /*
  * Wait until every submitted request has ended and been returned to the
  * guest.  New requests must already be stopped (no backend on any vq).
+ * The wait is bounded by the backend's own completion time.
  */
 static void vhost_blk_drain(struct vhost_blk *blk)
 {
 	struct vhost_blk_req *req, *next;
 	int i;
 
-	wait_event(blk->idle_wait, vhost_blk_idle(blk));
+	for (i = 0; i < VHOST_BLK_MAX_VQS; i++)
+		wait_event(blk->idle_wait, vhost_blk_vq_idle(&blk->vqs[i]));
 	vhost_dev_flush(&blk->dev);
 
 	/* Left over only when the worker is gone (owner killed). */
 	for (i = 0; i < VHOST_BLK_MAX_VQS; i++) {
-		struct llist_node *list = llist_del_all(&blk->vqs[i].done);
+		struct vhost_blk_vq *bvq = &blk->vqs[i];
+		struct llist_node *list = llist_del_all(&bvq->done);
 
+		mutex_lock(&bvq->vq.mutex);
+		llist_for_each_entry_safe(req, next, bvq->completing, node)
+			vhost_blk_req_release(req);
 		llist_for_each_entry_safe(req, next, list, node)
-			vhost_blk_req_free(req);
+			vhost_blk_req_release(req);
+		bvq->completing = NULL;
+		mutex_unlock(&bvq->vq.mutex);
 	}
+}
+
+/* A pool of one request per ring entry, charged to the owner. */
+static int vhost_blk_pool_alloc(struct vhost_blk_vq *bvq)
+{
+	unsigned int i, num = bvq->vq.num;
+
+	bvq->reqs = kvcalloc(num, sizeof(*bvq->reqs), GFP_KERNEL_ACCOUNT);
+	if (!bvq->reqs)
+		return -ENOMEM;
+	for (i = 0; i < num; i++) {
+		struct vhost_blk_req *req = &bvq->reqs[i];
+
+		req->bvq = bvq;
+		spin_lock_init(&req->lock);
+		bio_list_init(&req->bios);
+		list_add_tail(&req->free_node, &bvq->free_reqs);
+	}
+	return 0;
+}
+
+static void vhost_blk_pool_free(struct vhost_blk_vq *bvq)
+{
+	INIT_LIST_HEAD(&bvq->free_reqs);
+	kvfree(bvq->reqs);
+	bvq->reqs = NULL;
+	bvq->starved = false;
 }
 
 /* Detach the backend, if any, once its I/O is done.  dev.mutex held. */
@@ -713,8 +947,12 @@ static void vhost_blk_detach(struct vhost_blk *blk)
 		mutex_lock(&vq->mutex);
 		vhost_vq_set_backend(vq, NULL);
 		mutex_unlock(&vq->mutex);
+		timer_delete_sync(&blk->vqs[i].retry);
 	}
 	vhost_blk_drain(blk);
+	for (i = 0; i < VHOST_BLK_MAX_VQS; i++)
+		vhost_blk_pool_free(&blk->vqs[i]);
+	blk->bounce_waiters = 0;
 	blk->backend = NULL;
 	fput(be->file);
 	kfree(be);
@@ -732,7 +970,12 @@ static struct vhost_blk_backend *vhost_blk_backend_open(int fd)
 		fput(file);
 		return ERR_PTR(-ENOTBLK);
 	}
-	be = kzalloc(sizeof(*be), GFP_KERNEL);
+	/* Every device reads: a descriptor without read access is refused. */
+	if (!(file->f_mode & FMODE_READ)) {
+		fput(file);
+		return ERR_PTR(-EBADF);
+	}
+	be = kzalloc(sizeof(*be), GFP_KERNEL_ACCOUNT);
 	if (!be) {
 		fput(file);
 		return ERR_PTR(-ENOMEM);
@@ -743,51 +986,92 @@ static struct vhost_blk_backend *vhost_blk_backend_open(int fd)
 	return be;
 }
 
+/*
+ * Before any queue goes live: every ring that is set up (all three
+ * addresses given) must lie in the owner's address space, and so must the
+ * log when VHOST_F_LOG_ALL is acked.  Called with dev.mutex held, by the
+ * owner (access_ok() checks the caller's address space).
+ */
+static int vhost_blk_check_rings(struct vhost_blk *blk)
+{
+	int i;
+
+	for (i = 0; i < VHOST_BLK_MAX_VQS; i++) {
+		struct vhost_virtqueue *vq = &blk->vqs[i].vq;
+		bool bad;
+
+		mutex_lock(&vq->mutex);
+		bad = vq->desc && vq->avail && vq->used &&
+		      !vhost_vq_access_ok(vq);
+		mutex_unlock(&vq->mutex);
+		if (bad) {
+			pr_err("virtqueue %d: rings or log outside the owner's address space\n",
+			       i);
+			return -EFAULT;
+		}
+	}
+	return 0;
+}
+
+/* Make every set-up queue live on @be.  dev.mutex held, nothing attached. */
+static int vhost_blk_attach(struct vhost_blk *blk, struct vhost_blk_backend *be)
+{
+	int i, r = 0;
+
+	for (i = 0; i < VHOST_BLK_MAX_VQS && !r; i++) {
+		struct vhost_blk_vq *bvq = &blk->vqs[i];
+		struct vhost_virtqueue *vq = &bvq->vq;
+
+		mutex_lock(&vq->mutex);
+		if (vhost_vq_is_setup(vq)) {
+			r = vhost_blk_pool_alloc(bvq);
+			if (!r) {
+				vhost_vq_set_backend(vq, be);
+				r = vhost_vq_init_access(vq);
+				if (r)
+					pr_err("cannot access the used ring of virtqueue %d\n",
+					       i);
+			}
+		}
+		mutex_unlock(&vq->mutex);
+	}
+	blk->backend = be;
+	if (r) {
+		vhost_blk_detach(blk);
+		return r;
+	}
+	/* Serve what the guest queued while no backend was attached. */
+	for (i = 0; i < VHOST_BLK_MAX_VQS; i++)
+		vhost_poll_queue(&blk->vqs[i].vq.poll);
+	return 0;
+}
+
 static long vhost_blk_set_backend(struct vhost_blk *blk, int fd)
 {
-	struct vhost_blk_backend *be = NULL;
+	struct vhost_blk_backend *be;
 	long r;
-	int i;
 
 	mutex_lock(&blk->dev.mutex);
 	r = vhost_dev_check_owner(&blk->dev);
 	if (r)
 		goto out;
-	if (fd != -1) {
-		be = vhost_blk_backend_open(fd);
-		if (IS_ERR(be)) {
-			r = PTR_ERR(be);
-			goto out;
-		}
-	}
-
-	vhost_blk_detach(blk);
-	if (!be)
-		goto out;
-
-	for (i = 0; i < VHOST_BLK_MAX_VQS; i++) {
-		struct vhost_virtqueue *vq = &blk->vqs[i].vq;
-
-		mutex_lock(&vq->mutex);
-		if (vhost_vq_is_setup(vq)) {
-			vhost_vq_set_backend(vq, be);
-			r = vhost_vq_init_access(vq);
-			if (r)
-				vhost_vq_set_backend(vq, NULL);
-		}
-		mutex_unlock(&vq->mutex);
-		if (r)
-			break;
-	}
-	blk->backend = be;
-	if (r) {
-		pr_err("cannot access the used ring of virtqueue %d\n", i);
+	if (fd == -1) {
 		vhost_blk_detach(blk);
 		goto out;
 	}
-	/* Serve what the guest queued while no backend was attached. */
-	for (i = 0; i < VHOST_BLK_MAX_VQS; i++)
-		vhost_poll_queue(&blk->vqs[i].vq.poll);
+	be = vhost_blk_backend_open(fd);
+	if (IS_ERR(be)) {
+		r = PTR_ERR(be);
+		goto out;
+	}
+	r = vhost_blk_check_rings(blk);
+	if (r) {
+		fput(be->file);
+		kfree(be);
+		goto out;
+	}
+	vhost_blk_detach(blk);
+	r = vhost_blk_attach(blk, be);
 out:
 	mutex_unlock(&blk->dev.mutex);
 	return r;
@@ -891,7 +1175,7 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 
 	switch (ioctl) {
 	case VHOST_BLK_GET_CAPS:
-		features = 0;
+		features = VHOST_BLK_CAP_EXACT_LOG;
 		return copy_to_user(featurep, &features, sizeof(features)) ?
 		       -EFAULT : 0;
 	case VHOST_GET_FEATURES:
@@ -931,16 +1215,17 @@ static int vhost_blk_open(struct inode *inode, struct file *f)
 	struct vhost_blk *blk;
 	int i;
 
-	blk = kvzalloc(sizeof(*blk), GFP_KERNEL);
+	blk = kvzalloc(sizeof(*blk), GFP_KERNEL_ACCOUNT);
 	if (!blk)
 		return -ENOMEM;
-	vqs = kcalloc(VHOST_BLK_MAX_VQS, sizeof(*vqs), GFP_KERNEL);
+	vqs = kcalloc(VHOST_BLK_MAX_VQS, sizeof(*vqs), GFP_KERNEL_ACCOUNT);
 	if (!vqs) {
 		kvfree(blk);
 		return -ENOMEM;
 	}
 
 	spin_lock_init(&blk->lock);
+	spin_lock_init(&blk->bounce_lock);
 	init_waitqueue_head(&blk->idle_wait);
 	for (i = 0; i < VHOST_BLK_MAX_VQS; i++) {
 		struct vhost_blk_vq *bvq = &blk->vqs[i];
@@ -948,6 +1233,9 @@ static int vhost_blk_open(struct inode *inode, struct file *f)
 		bvq->blk = blk;
 		bvq->vq.handle_kick = vhost_blk_handle_kick;
 		init_llist_head(&bvq->done);
+		INIT_LIST_HEAD(&bvq->free_reqs);
+		spin_lock_init(&bvq->lock);
+		timer_setup(&bvq->retry, vhost_blk_retry, 0);
 		vhost_work_init(&bvq->complete_work, vhost_blk_complete_work);
 		vqs[i] = &bvq->vq;
 	}
@@ -999,14 +1287,9 @@ static int __init vhost_blk_init(void)
 {
 	int r;
 
-	vhost_blk_req_cache = KMEM_CACHE(vhost_blk_req, 0);
-	if (!vhost_blk_req_cache)
-		return -ENOMEM;
 	r = misc_register(&vhost_blk_misc);
-	if (r) {
+	if (r)
 		pr_err("cannot register /dev/vhost-blk: %d\n", r);
-		kmem_cache_destroy(vhost_blk_req_cache);
-	}
 	return r;
 }
 module_init(vhost_blk_init);
@@ -1014,7 +1297,6 @@ module_init(vhost_blk_init);
 static void __exit vhost_blk_exit(void)
 {
 	misc_deregister(&vhost_blk_misc);
-	kmem_cache_destroy(vhost_blk_req_cache);
 }
 module_exit(vhost_blk_exit);
 

@@ -46,13 +46,18 @@
  * VHOST_BLK_SET_BACKEND - attach, replace or detach the backing device.
  *
  * Argument: int, a file descriptor of an open block device, or -1.
- * A descriptor opened without write access makes the device read-only.
+ * A descriptor opened without write access makes the device read-only;
+ * one without read access is refused.  Every virtqueue whose three ring
+ * addresses are set is served; all of them, and the dirty log when
+ * VHOST_F_LOG_ALL is acked, must lie in the caller's address space.
  * Replacing or detaching first stops taking new requests, then waits for
  * every request already submitted to complete and be returned to the
  * guest.  Requests the guest adds while no backend is attached stay in
  * the ring and are served once a backend is attached.
- * Errors: EPERM (not the owner), EBADF (bad fd), ENOTBLK (not a block
- * device), EFAULT.
+ * Errors: EPERM (not the owner), EBADF (bad fd, or no read access),
+ * ENOTBLK (not a block device), EFAULT (bad argument pointer, or a ring
+ * or the log outside the caller's address space: nothing is attached),
+ * ENOMEM.
  */
 #define VHOST_BLK_SET_BACKEND	_IOW(VHOST_VIRTIO, 0x50, int)
 
