@@ -3467,4 +3467,660 @@ TEST_F_TIMEOUT(vb, dirty_log, 90)
 	free(log);
 }
 
+/* =================================================================== */
+/* limits and guarantees (Documentation/vhost-blk.rst)                  */
+/* =================================================================== */
+
+/* The first address past the owner's user space (4- or 5-level paging). */
+static uint64_t user_space_end(void)
+{
+	void *hint = (void *)((1ULL << 47) + (64ULL << 20));
+	void *p = mmap(hint, 4096, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+
+	if (p == hint) {
+		munmap(p, 4096);
+		return (1ULL << 56) - 4096;
+	}
+	if (p != MAP_FAILED)
+		munmap(p, 4096);
+	return (1ULL << 47) - 4096;
+}
+
+/*
+ * Rings at addresses the owner cannot access: SET_BACKEND fails with
+ * EFAULT and serves nothing; attached, the core refuses such an address.
+ */
+TEST_F_TIMEOUT(vb, rings_outside_user_space, 120)
+{
+	const uint64_t bad[] = {
+		0xffffffff81000000ULL,		/* kernel half */
+		0x0100000000000000ULL,		/* non-canonical */
+		user_space_end() - 128,		/* straddles the end */
+	};
+	struct vhost_vring_addr good = { .index = 0 }, a;
+	const char *ram;
+	struct vblk_req r;
+	struct ctx c;
+	int bfd;
+
+	NEED_VHOST();
+	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
+	ctx_open(_metadata, &c, NULL, 1);
+	bfd = bdev_open(_metadata, ram, O_RDWR);
+	good.desc_user_addr = (uintptr_t)c.d.vq[0].desc;
+	good.avail_user_addr = (uintptr_t)c.d.vq[0].avail;
+	good.used_user_addr = (uintptr_t)c.d.vq[0].used;
+	good.log_guest_addr = c.d.vq[0].used_gpa;
+	submit_in(_metadata, &c.d.vq[0], &r, 0);
+
+	for (unsigned int i = 0; i < ARRAY_SIZE(bad); i++) {
+		for (int ring = 0; ring < 3; ring++) {
+			a = good;
+			if (ring == 0)
+				a.desc_user_addr = bad[i];
+			else if (ring == 1)
+				a.avail_user_addr = bad[i];
+			else
+				a.used_user_addr = bad[i] & ~3ULL;
+			ASSERT_EQ(0, raw_ioctl(c.d.fd, VHOST_SET_VRING_ADDR, &a));
+			EXPECT_EQ(EFAULT, raw_ioctl(c.d.fd, VHOST_BLK_SET_BACKEND, &bfd))
+				TH_LOG("ring %d at %#llx", ring, (unsigned long long)bad[i]);
+		}
+	}
+	usleep(SHORT_MS * 1000);
+	EXPECT_EQ(0, vblk_reap(&c.d.vq[0])) TH_LOG("served although attach failed");
+
+	/* good rings: the queued request is served */
+	ASSERT_EQ(0, raw_ioctl(c.d.fd, VHOST_SET_VRING_ADDR, &good));
+	ASSERT_EQ(0, vblk_set_backend(&c.d, bfd));
+	ASSERT_EQ(0, vblk_wait_req(&c.d.vq[0], &r, WAIT_MS));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, r.status);
+
+	/* attached: the vhost core checks a new address (EINVAL) */
+	for (unsigned int i = 0; i < ARRAY_SIZE(bad); i++) {
+		a = good;
+		a.desc_user_addr = bad[i];
+		EXPECT_EQ(EINVAL, raw_ioctl(c.d.fd, VHOST_SET_VRING_ADDR, &a));
+	}
+	EXPECT_EQ(VIRTIO_BLK_S_OK, io_status(_metadata, &c.d.vq[0],
+					     VIRTIO_BLK_T_IN, 0, 512, NULL));
+	close(bfd);
+	ctx_close(&c);
+}
+
+/* With VHOST_F_LOG_ALL acked, a log the owner cannot write: EFAULT. */
+TEST_F_TIMEOUT(vb, log_outside_user_space, 90)
+{
+	uint64_t good, bad = 0xffffffff81000000ULL;
+	const char *ram;
+	uint8_t *log;
+	struct ctx c;
+	int bfd;
+
+	NEED_VHOST();
+	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
+	open_with_features(_metadata, &c, NULL,
+			   VBLK_DEFAULT_FEATURES | F(VHOST_F_LOG_ALL), 1);
+	log = vblk_aligned(1 << 20);
+	ASSERT_NE(NULL, log);
+	good = (uintptr_t)log;
+	bfd = bdev_open(_metadata, ram, O_RDWR);
+	ASSERT_EQ(0, raw_ioctl(c.d.fd, VHOST_SET_LOG_BASE, &bad));
+	EXPECT_EQ(EFAULT, raw_ioctl(c.d.fd, VHOST_BLK_SET_BACKEND, &bfd));
+	ASSERT_EQ(0, raw_ioctl(c.d.fd, VHOST_SET_LOG_BASE, &good));
+	ASSERT_EQ(0, vblk_set_backend(&c.d, bfd));
+	/* attached: the vhost core checks a new log base */
+	EXPECT_EQ(EFAULT, raw_ioctl(c.d.fd, VHOST_SET_LOG_BASE, &bad));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, io_status(_metadata, &c.d.vq[0],
+					     VIRTIO_BLK_T_IN, 0, 512, NULL));
+	close(bfd);
+	ctx_close(&c);
+	free(log);
+}
+
+TEST_F_TIMEOUT(vb, backend_write_only_fd, 90)
+{
+	const char *ram;
+	struct ctx c;
+	int fd;
+
+	NEED_VHOST();
+	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
+	ctx_open(_metadata, &c, NULL, 1);
+	fd = bdev_open(_metadata, ram, O_WRONLY);
+	EXPECT_EQ(EBADF, raw_ioctl(c.d.fd, VHOST_BLK_SET_BACKEND, &fd));
+	close(fd);
+	ctx_close(&c);
+}
+
+/*
+ * Watch queue 0 for ms milliseconds: the largest number of requests the
+ * device has taken off the ring and not yet returned.  The base is read
+ * before the used index, so the figure never overestimates.
+ */
+static unsigned int max_in_flight(struct ctx *c, int ms)
+{
+	struct vhost_vring_state s = { .index = 0 };
+	uint64_t t0 = vblk_now_ms();
+	unsigned int max = 0;
+	uint16_t used;
+
+	do {
+		if (raw_ioctl(c->d.fd, VHOST_GET_VRING_BASE, &s))
+			break;
+		used = __atomic_load_n(&c->d.vq[0].used->idx, __ATOMIC_ACQUIRE);
+		if ((uint16_t)(s.num - used) > max)
+			max = (uint16_t)(s.num - used);
+		usleep(1000);
+	} while (vblk_now_ms() - t0 < (uint64_t)ms);
+	return max;
+}
+
+/*
+ * A guest that publishes heads still in flight cannot make the device hold
+ * more than a ring of requests: past vq->num the queue waits.
+ */
+TEST_F_TIMEOUT(vb, in_flight_bounded_by_ring, 120)
+{
+	static const struct vblk_layout ind = { .flags = VBLK_L_INDIRECT };
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+	const unsigned int n = 8;
+	struct vblk_req r[8];
+	uint64_t seed = new_seed();
+	uint8_t *buf = malloc(n * 4096);
+	struct vblk_vq *vq;
+	const char *dev;
+	unsigned int max;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_BDEV(dev, "VBLK_DEV_DELAY", NULL);
+	o.qsize = n;
+	ctx_open_opts(_metadata, &c, dev, O_RDWR, &o);
+	vq = &c.d.vq[0];
+	vblk_pattern_fill(buf, n * 4096, 9500, seed);
+	for (unsigned int i = 0; i < n; i++) {
+		vblk_req_init(&r[i], VIRTIO_BLK_T_OUT, 9500 + i * 8);
+		r[i].out = buf + i * 4096;
+		r[i].out_len = 4096;
+		r[i].layout = &ind;
+		ASSERT_EQ(0, vblk_submit(vq, &r[i]));
+	}
+	vblk_kick(vq, true);
+	ASSERT_TRUE(consumed(&c, n, 20000));
+	/* publish every head a second time while dm-delay holds them */
+	for (unsigned int i = 0; i < n; i++)
+		vq->avail->ring[(vq->avail_idx + i) % vq->num] = r[i].head;
+	__atomic_store_n(&vq->avail->idx, (uint16_t)(vq->avail_idx + n),
+			 __ATOMIC_RELEASE);
+	vblk_kick(vq, true);
+	max = max_in_flight(&c, 150);
+	EXPECT_GE(n, max) TH_LOG("%u requests in flight on a ring of %u", max, n);
+	/* the first round completes; the repeated heads are not reaped */
+	for (uint64_t t0 = vblk_now_ms();
+	     (uint16_t)__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE) < n &&
+	     vblk_now_ms() - t0 < WAIT_MS;)
+		usleep(2000);
+	bdev_check(_metadata, under(dev), 9500, n * 4096, seed, "first round");
+	ctx_close(&c);
+	free(buf);
+}
+
+#define BOUNCE_PARAM	"/sys/module/vhost_blk/parameters/bounce_limit_kb"
+
+static int write_param(const char *path, unsigned int v)
+{
+	FILE *f = fopen(path, "w");
+	int r;
+
+	if (!f)
+		return -errno;
+	r = fprintf(f, "%u\n", v) < 0 ? -EIO : 0;
+	if (fclose(f))
+		r = -errno;
+	return r;
+}
+
+/*
+ * Bounce memory is bounded per device (module parameter): unaligned 1 MiB
+ * writes on dm-delay, at most 4 MiB of them in flight with the limit at
+ * 4096 KiB; every request still completes.
+ */
+TEST_F_TIMEOUT(vb, bounce_memory_bounded, 120)
+{
+	static const struct vblk_layout una = { .offset = 1 };
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+	const unsigned int n = 8;
+	const size_t len = 1 << 20;
+	uint64_t seed = new_seed();
+	struct vblk_req r[8];
+	uint8_t *buf;
+	const char *dev;
+	unsigned int max;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_BDEV(dev, "VBLK_DEV_DELAY", NULL);
+	ASSERT_EQ(0, write_param(BOUNCE_PARAM, 4096));
+	o.mem_size = 64 << 20;
+	o.qsize = 16;
+	ctx_open_opts(_metadata, &c, dev, O_RDWR, &o);
+	buf = malloc(n * len);
+	ASSERT_NE(NULL, buf);
+	vblk_pattern_fill(buf, n * len, 20480, seed);
+	for (unsigned int i = 0; i < n; i++) {
+		vblk_req_init(&r[i], VIRTIO_BLK_T_OUT, 20480 + i * (len / 512));
+		r[i].out = buf + i * len;
+		r[i].out_len = len;
+		r[i].layout = &una;
+		ASSERT_EQ(0, vblk_submit(&c.d.vq[0], &r[i]));
+	}
+	vblk_kick(&c.d.vq[0], true);
+	max = max_in_flight(&c, 1500);
+	EXPECT_GE(4, max) TH_LOG("%u bounced MiB in flight, limit 4", max);
+	EXPECT_LE(1, max);
+	ASSERT_EQ(0, vblk_wait_all(&c.d.vq[0], 30000));
+	for (unsigned int i = 0; i < n; i++) {
+		EXPECT_EQ(VIRTIO_BLK_S_OK, r[i].status) TH_LOG("request %u", i);
+	}
+	bdev_check(_metadata, under(dev), 20480, n * len, seed, "bounced writes");
+	ctx_close(&c);
+	EXPECT_EQ(0, write_param(BOUNCE_PARAM, 16384));
+	free(buf);
+}
+
+/* Find a cgroup2 mount with the memory controller, or mount one. */
+static const char *memcg_root(void)
+{
+	static const char *root = "/sys/fs/cgroup";
+	char p[256];
+
+	snprintf(p, sizeof(p), "%s/cgroup.controllers", root);
+	if (access(p, F_OK) && system("mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null"))
+		return NULL;
+	if (system("grep -qw memory /sys/fs/cgroup/cgroup.controllers && "
+		   "echo +memory > /sys/fs/cgroup/cgroup.subtree_control"))
+		return NULL;
+	return root;
+}
+
+static long long cg_read(const char *dir, const char *file)
+{
+	char p[256], buf[64];
+	long long v = -1;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, file);
+	f = fopen(p, "r");
+	if (!f)
+		return -1;
+	if (fgets(buf, sizeof(buf), f))
+		v = atoll(buf);
+	fclose(f);
+	return v;
+}
+
+/* The per-queue request pools are charged to the owner's memory cgroup. */
+TEST_F_TIMEOUT(vb, pools_charged_to_memcg, 90)
+{
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+	char cg[128], procs[160];
+	long long before, after;
+	const char *root, *ram;
+	struct ctx c;
+	FILE *f;
+
+	NEED_VHOST();
+	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
+	root = memcg_root();
+	if (!root)
+		SKIP(return, "no cgroup2 memory controller");
+	snprintf(cg, sizeof(cg), "%s/vblk-test-%d", root, getpid());
+	ASSERT_EQ(0, mkdir(cg, 0755));
+	snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg);
+	f = fopen(procs, "w");
+	ASSERT_NE(NULL, f);
+	fprintf(f, "%d\n", getpid());
+	ASSERT_EQ(0, fclose(f));
+
+	o.mem_size = 64 << 20;
+	o.nvqs = 4;
+	o.qsize = 8192;
+	ctx_open_opts(_metadata, &c, NULL, O_RDWR, &o);
+	before = cg_read(cg, "memory.current");
+	c.path = ram;
+	c.bfd = bdev_open(_metadata, ram, O_RDWR);
+	ASSERT_EQ(0, vblk_set_backend(&c.d, c.bfd));
+	after = cg_read(cg, "memory.current");
+	/* 4 x 8192 requests of a few hundred bytes each */
+	EXPECT_LT(before + (4LL << 20), after)
+		TH_LOG("memory.current %lld -> %lld at attach", before, after);
+	ctx_close(&c);
+
+	f = fopen("/sys/fs/cgroup/cgroup.procs", "w");
+	ASSERT_NE(NULL, f);
+	fprintf(f, "%d\n", getpid());
+	fclose(f);
+	rmdir(cg);
+}
+
+/*
+ * DISCARD / WRITE_ZEROES limits: VHOST_BLK_MAX_DWZ_SECTORS per segment and
+ * per request; a larger request fails with IOERR and does nothing.  The
+ * largest valid request is submitted asynchronously: a detach right after
+ * it returns within a second.
+ */
+TEST_F_TIMEOUT(vb, dwz_sector_limits, 120)
+{
+	const uint32_t max = VHOST_BLK_MAX_DWZ_SECTORS;
+	struct dwz_seg *s = calloc(VHOST_BLK_MAX_DWZ_SEGS, sizeof(*s));
+	uint64_t seed = new_seed(), t0, dt;
+	struct vblk_req r;
+	const char *ram;
+	uint32_t used;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
+	ctx_open(_metadata, &c, ram, 1);
+	ASSERT_LE(2ULL * max, c.cap);
+	bdev_fill(_metadata, ram, 0, 4096, seed);
+
+	s[0] = (struct dwz_seg){ 0, max + 8, 0 };
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, dwz(_metadata, &c.d.vq[0], VIRTIO_BLK_T_WRITE_ZEROES,
+					  s, 16, &used)) TH_LOG("one segment over the limit");
+	s[0] = (struct dwz_seg){ 0, max, 0 };
+	s[1] = (struct dwz_seg){ max, 8, 0 };
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, dwz(_metadata, &c.d.vq[0], VIRTIO_BLK_T_WRITE_ZEROES,
+					  s, 32, &used)) TH_LOG("two segments over the limit");
+	/* every segment the whole device: refused at once, nothing zeroed */
+	for (int i = 0; i < VHOST_BLK_MAX_DWZ_SEGS; i++)
+		s[i] = (struct dwz_seg){ 0, (uint32_t)c.cap, 0 };
+	t0 = vblk_now_ms();
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, dwz(_metadata, &c.d.vq[0], VIRTIO_BLK_T_WRITE_ZEROES,
+					  s, VHOST_BLK_MAX_DWZ_SEGS * 16, &used));
+	EXPECT_GT(5000, vblk_now_ms() - t0);
+	bdev_check(_metadata, ram, 0, 4096, seed, "refused write-zeroes");
+
+	/* the largest valid request, then detach at once */
+	s[0] = (struct dwz_seg){ 0, max, 0 };
+	vblk_req_init(&r, VIRTIO_BLK_T_WRITE_ZEROES, 0);
+	r.out = s;
+	r.out_len = 16;
+	ASSERT_EQ(0, vblk_submit(&c.d.vq[0], &r));
+	vblk_kick(&c.d.vq[0], true);
+	ASSERT_TRUE(consumed(&c, c.d.vq[0].avail_idx, 20000));
+	t0 = vblk_now_ms();
+	ASSERT_EQ(0, vblk_set_backend(&c.d, -1));
+	dt = vblk_now_ms() - t0;
+	EXPECT_GT(1000, dt) TH_LOG("detach took %llu ms", (unsigned long long)dt);
+	ASSERT_EQ(0, vblk_wait_req(&c.d.vq[0], &r, WAIT_MS));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, r.status);
+	ASSERT_EQ(0, vblk_set_backend(&c.d, c.bfd));
+	expect_zero(_metadata, &c, 0, 4096, "largest write-zeroes");
+	ctx_close(&c);
+	free(s);
+}
+
+/* DISCARD and WRITE_ZEROES need their feature: UNSUPP, nothing done. */
+TEST_F_TIMEOUT(vb, dwz_need_negotiation, 90)
+{
+	uint64_t feat = VBLK_DEFAULT_FEATURES &
+			~(F(VIRTIO_BLK_F_DISCARD) | F(VIRTIO_BLK_F_WRITE_ZEROES));
+	struct dwz_seg s = { 3000, 8, 0 };
+	uint64_t seed = new_seed();
+	const char *dev;
+	uint32_t used;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_BDEV(dev, "VBLK_DEV_DISCARD", NULL);
+	open_with_features(_metadata, &c, dev, feat, 1);
+	bdev_fill(_metadata, dev, 3000, 4096, seed);
+	EXPECT_EQ(VIRTIO_BLK_S_UNSUPP, dwz(_metadata, &c.d.vq[0], VIRTIO_BLK_T_DISCARD,
+					   &s, 16, &used));
+	EXPECT_EQ(VIRTIO_BLK_S_UNSUPP, dwz(_metadata, &c.d.vq[0],
+					   VIRTIO_BLK_T_WRITE_ZEROES, &s, 16, &used));
+	s.flags = 1;	/* UNMAP */
+	EXPECT_EQ(VIRTIO_BLK_S_UNSUPP, dwz(_metadata, &c.d.vq[0],
+					   VIRTIO_BLK_T_WRITE_ZEROES, &s, 16, &used));
+	bdev_check(_metadata, dev, 3000, 4096, seed, "not negotiated");
+	ctx_close(&c);
+}
+
+/* The block-layer flags of the bios a guest write makes (ftrace). */
+static int trace_write_rwbs(struct __test_metadata *_metadata, struct ctx *c,
+			    uint64_t sector, char *rwbs, size_t len)
+{
+	static const char *tr = "/sys/kernel/tracing";
+	char p[256], line[512], want[64];
+	uint64_t seed = new_seed();
+	int found = -1;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/trace", tr);
+	if (access(p, F_OK) && system("mount -t tracefs nodev /sys/kernel/tracing"))
+		return -1;
+	if (system("echo 0 > /sys/kernel/tracing/tracing_on; "
+		   "echo > /sys/kernel/tracing/trace; "
+		   "echo 1 > /sys/kernel/tracing/events/block/block_bio_queue/enable; "
+		   "echo 1 > /sys/kernel/tracing/tracing_on"))
+		return -1;
+	dev_write(_metadata, &c->d.vq[0], sector, 4096, seed, NULL);
+	if (system("echo 0 > /sys/kernel/tracing/tracing_on; "
+		   "echo 0 > /sys/kernel/tracing/events/block/block_bio_queue/enable"))
+		return -1;
+	snprintf(want, sizeof(want), " %llu + 8 ", (unsigned long long)sector);
+	f = fopen(p, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *q = strstr(line, want), *e;
+
+		if (!q)
+			continue;
+		/* "... block_bio_queue: 253,0 WS 1234 + 8 [comm]" */
+		*q = 0;
+		e = strrchr(line, ' ');
+		if (e) {
+			snprintf(rwbs, len, "%s", e + 1);
+			found = 0;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * Writes are REQ_SYNC (and REQ_IDLE, not traced); without a negotiated
+ * FLUSH every write is REQ_FUA, so it is stable when it completes.  On a
+ * backend with a volatile write cache (FUA is kept by the block layer).
+ */
+TEST_F_TIMEOUT(vb, write_flags_follow_flush_feature, 90)
+{
+	char rwbs[16] = "";
+	const char *dev;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_BDEV(dev, "VBLK_DEV_CACHE", NULL);
+	ctx_open(_metadata, &c, dev, 1);
+	ASSERT_EQ(0, trace_write_rwbs(_metadata, &c, 4000, rwbs, sizeof(rwbs)))
+		TH_LOG("no block_bio_queue event for the write");
+	EXPECT_STREQ("WS", rwbs) TH_LOG("FLUSH negotiated");
+	ctx_close(&c);
+
+	open_with_features(_metadata, &c, dev,
+			   VBLK_DEFAULT_FEATURES & ~F(VIRTIO_BLK_F_FLUSH), 1);
+	ASSERT_EQ(0, trace_write_rwbs(_metadata, &c, 4100, rwbs, sizeof(rwbs)))
+		TH_LOG("no block_bio_queue event for the write");
+	EXPECT_STREQ("WFS", rwbs) TH_LOG("FLUSH not negotiated");
+	ctx_close(&c);
+}
+
+/*
+ * Set or clear VHOST_F_LOG_ALL on a running device, then the used-ring
+ * log flag of queue 0, in QEMU's order.
+ */
+static void set_log_all(struct __test_metadata *_metadata, struct ctx *c, bool on)
+{
+	uint64_t feat = VBLK_DEFAULT_FEATURES | (on ? F(VHOST_F_LOG_ALL) : 0);
+	struct vhost_vring_addr a = { .index = 0 };
+
+	ASSERT_EQ(0, raw_ioctl(c->d.fd, VHOST_SET_FEATURES, &feat));
+	c->d.acked = feat;
+	a.desc_user_addr = (uintptr_t)c->d.vq[0].desc;
+	a.avail_user_addr = (uintptr_t)c->d.vq[0].avail;
+	a.used_user_addr = (uintptr_t)c->d.vq[0].used;
+	a.log_guest_addr = c->d.vq[0].used_gpa;
+	a.flags = on ? 1U << VHOST_VRING_F_LOG : 0;
+	ASSERT_EQ(0, raw_ioctl(c->d.fd, VHOST_SET_VRING_ADDR, &a));
+}
+
+/* Pages of [gpa, gpa + len). */
+static bool in_range(uint64_t page, uint64_t gpa, uint64_t len)
+{
+	return page + 4096 > gpa && page < gpa + len;
+}
+
+/* Guest ranges a request's writable descriptors cover (copied at submit). */
+struct wr_ranges {
+	unsigned int n;
+	uint64_t gpa[16];
+	uint32_t len[16];
+};
+
+static void save_writable(struct wr_ranges *w, const struct vblk_req *r)
+{
+	for (unsigned int i = 0; i < r->nsegs && w->n < 16; i++) {
+		if (r->segs[i].write) {
+			w->gpa[w->n] = r->segs[i].gpa;
+			w->len[w->n++] = r->segs[i].len;
+		}
+	}
+}
+
+/*
+ * The log after the requests completed: every page of their writable
+ * descriptors set, nothing set outside them and the used ring, byte for
+ * byte.
+ */
+static void check_log(struct __test_metadata *_metadata, struct ctx *c,
+		      const uint8_t *log, size_t loglen,
+		      const struct wr_ranges *w, const char *what)
+{
+	uint64_t used = c->d.vq[0].used_gpa;
+	uint64_t used_len = 6 + 8 * c->d.vq[0].num;
+	uint8_t *want = calloc(1, loglen);
+	size_t first_bad = loglen;
+
+	for (unsigned int i = 0; i < w->n; i++) {
+		for (uint64_t p = w->gpa[i] & ~4095ULL; p < w->gpa[i] + w->len[i];
+		     p += 4096)
+			want[p / 4096 / 8] |= 1 << (p / 4096 % 8);
+	}
+	for (size_t b = 0; b < loglen && first_bad == loglen; b++) {
+		for (int bit = 0; bit < 8; bit++) {
+			uint64_t page = ((uint64_t)b * 8 + bit) * 4096;
+			bool got = log[b] & (1 << bit), exp = want[b] & (1 << bit);
+
+			if (got == exp || (got && in_range(page, used, used_len)))
+				continue;
+			first_bad = b;
+			TH_LOG("%s: page %#llx %s", what, (unsigned long long)page,
+			       got ? "logged, not written" : "written, not logged");
+			break;
+		}
+	}
+	EXPECT_EQ(loglen, first_bad) TH_LOG("%s: log differs", what);
+	EXPECT_TRUE(log[used / 4096 / 8] & (1 << (used / 4096 % 8)) ||
+		    log[(used + used_len - 1) / 4096 / 8] &
+		    (1 << ((used + used_len - 1) / 4096 % 8)))
+		TH_LOG("%s: used ring not logged", what);
+	free(want);
+}
+
+/*
+ * The dirty log follows logging as it is when a request completes: a read
+ * started before VHOST_F_LOG_ALL is set and completing after is logged; one
+ * completing after logging was cleared writes nothing into the log.
+ * Aligned (zero-copy) and unaligned (bounced) reads on dm-delay.
+ */
+TEST_F_TIMEOUT(vb, dirty_log_toggled_in_flight, 120)
+{
+	static const struct vblk_layout una = { .offset = 100 };
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+	uint64_t seed = new_seed(), logbase;
+	struct vblk_req r[2];
+	struct wr_ranges w;
+	uint8_t *log, *buf;
+	const char *dev;
+	size_t loglen;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_BDEV(dev, "VBLK_DEV_DELAY", NULL);
+	ctx_open_opts(_metadata, &c, dev, O_RDWR, &o);
+	loglen = (c.d.o.gpa_base + c.d.o.mem_size) / 4096 / 8;
+	log = vblk_aligned(loglen);
+	buf = malloc(2 * 16384);
+	ASSERT_NE(NULL, log);
+	logbase = (uintptr_t)log;
+	ASSERT_EQ(0, raw_ioctl(c.d.fd, VHOST_SET_LOG_BASE, &logbase));
+	bdev_fill(_metadata, under(dev), 7000, 2 * 16384, seed);
+
+	for (int round = 0; round < 2; round++) {
+		bool on_at_start = round == 1;
+
+		set_log_all(_metadata, &c, on_at_start);
+		memset(&w, 0, sizeof(w));
+		for (int i = 0; i < 2; i++) {
+			vblk_req_init(&r[i], VIRTIO_BLK_T_IN, 7000 + i * 32);
+			r[i].in = buf + i * 16384;
+			r[i].in_len = 16384;
+			r[i].layout = i ? &una : NULL;
+			ASSERT_EQ(0, vblk_submit(&c.d.vq[0], &r[i]));
+			save_writable(&w, &r[i]);
+		}
+		vblk_kick(&c.d.vq[0], true);
+		ASSERT_TRUE(consumed(&c, c.d.vq[0].avail_idx, 20000));
+		EXPECT_EQ(0, vblk_reap(&c.d.vq[0])) TH_LOG("dm-delay did not hold the reads");
+		memset(log, 0, loglen);
+		set_log_all(_metadata, &c, !on_at_start);
+		ASSERT_EQ(0, vblk_wait_all(&c.d.vq[0], WAIT_MS));
+		for (int i = 0; i < 2; i++) {
+			EXPECT_EQ(VIRTIO_BLK_S_OK, r[i].status);
+		}
+		if (on_at_start) {
+			uint8_t *zero = calloc(1, loglen);
+
+			EXPECT_EQ(0, memcmp(log, zero, loglen))
+				TH_LOG("logged after logging was turned off");
+			free(zero);
+		} else {
+			check_log(_metadata, &c, log, loglen, &w,
+				  "logging turned on in flight");
+		}
+	}
+	ctx_close(&c);
+	free(buf);
+	free(log);
+}
+
+TEST_F_TIMEOUT(vb, get_caps, 90)
+{
+	uint64_t caps = 0;
+	int fd;
+
+	NEED_VHOST();
+	fd = open(VBLK_DEV_PATH, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	/* no owner needed */
+	ASSERT_EQ(0, raw_ioctl(fd, VHOST_BLK_GET_CAPS, &caps));
+	EXPECT_EQ(VHOST_BLK_CAP_EXACT_LOG, caps);
+	EXPECT_EQ(EFAULT, raw_ioctl(fd, VHOST_BLK_GET_CAPS, (void *)8));
+	close(fd);
+}
+
 TEST_HARNESS_MAIN
