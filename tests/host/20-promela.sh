@@ -96,6 +96,7 @@ weight      safety -DNREQ=$NREQ -DSPURIOUS=0 -DWEIGHT=1
 detach      safety -DNREQ=1 -DSPURIOUS=0 -DDETACH=1
 detach      ltl    -DNREQ=1 -DSPURIOUS=0 -DDETACH=1
 2bio        safety -DNREQ=1 -DNBIO=2 -DSPURIOUS=0
+pool        safety -DNREQ=$NREQ -DSPURIOUS=0 -DPOOL=1
 "
 if [ "${VHOST_BLK_MODEL_LONG:-0}" = 1 ]; then
 	configs="$configs
@@ -136,6 +137,7 @@ SHORTCUT_WAKE         deadlock  -DNREQ=$NREQ -DSPURIOUS=0
 NO_MB_BIO_DEC         assert    -DNREQ=1 -DNBIO=2 -DSPURIOUS=0
 NO_REQUEUE_ON_WEIGHT  deadlock  -DNREQ=$NREQ -DSPURIOUS=0 -DWEIGHT=1
 NO_KICK_ON_ATTACH     deadlock  -DNREQ=1 -DSPURIOUS=0 -DDETACH=1
+NO_KICK_ON_FREE       deadlock  -DNREQ=$NREQ -DSPURIOUS=0 -DPOOL=1
 "
 while read -r mut kind args; do
 	[ -n "$mut" ] || continue

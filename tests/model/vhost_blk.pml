@@ -32,6 +32,9 @@
  *                     -ENOMEM) after a request, leaving kicks disabled
  *   DETACH=0|1        a Detacher runs one VHOST_BLK_SET_BACKEND(-1) then
  *                     SET_BACKEND(fd) cycle concurrently (D1..D5)
+ *   POOL=n            requests in the queue's pool (default NREQ): with
+ *                     all n in flight handle_kick stops (K9) and the
+ *                     completion that frees one requeues it (C7)
  * Mutations (each must make verification fail):
  *   NO_MB_GUEST_KICK       G3 missing: avail->idx store after flags load
  *   NO_MB_ENABLE_NOTIFY    K5 missing: avail_event/flags store after re-read
@@ -50,6 +53,8 @@
  *                          the kick work (kicks are still disabled)
  *   NO_KICK_ON_ATTACH      D5 missing: attach does not queue the kick work
  *                          for what the guest added while detached
+ *   NO_KICK_ON_FREE        C7 missing: a completion frees a request of a
+ *                          starved queue without requeueing the kick work
  */
 
 #ifndef EVENT_IDX
@@ -69,6 +74,9 @@
 #endif
 #ifndef DETACH
 #define DETACH 0
+#endif
+#ifndef POOL
+#define POOL NREQ
 #endif
 
 #define ST_GARBAGE 0	/* never written: lesson 000's -1886218542 */
@@ -107,6 +115,8 @@ bool returned[NREQ];		/* device wrote the used entry (exactly once) */
 bool backend = 1;		/* vhost_vq_get_backend(vq) != NULL */
 bool vq_mutex;			/* vq->mutex (worker vs. SET_BACKEND) */
 byte dev_inflight;		/* blk->inflight: requests with bios out */
+byte dev_inuse;			/* requests taken from the pool, not returned */
+bool starved;			/* bvq->starved: handle_kick found no request */
 
 /* ---- vhost core: work flags and the worker's work list ---- */
 bool queued[2];			/* VHOST_WORK_QUEUED */
@@ -164,6 +174,11 @@ inline handle_kick(a, more)
 	disable_notify();				/* K1 */
 	do
 	:: true ->
+		/* K9: no free request in the pool: stop, kicks disabled */
+		if
+		:: dev_inuse == POOL -> starved = 1; break
+		:: else -> skip
+		fi;
 		/* K2: vhost_get_vq_desc: refresh the cached avail->idx */
 		if
 		:: last_avail == dev_avail -> dev_avail = avail_idx
@@ -177,6 +192,7 @@ inline handle_kick(a, more)
 				assert(last_avail < NREQ);
 				pending[last_avail] = NBIO;
 				dev_inflight++;
+				dev_inuse++;
 				taken[last_avail] = 1;
 				inflight[last_avail] = 1;
 				last_avail++
@@ -274,6 +290,7 @@ inline complete_work()
 				status[i] = req_status[i];
 				used_ring[dev_used] = i;
 				dev_used++;
+				dev_inuse--;
 				n++;
 				mine[i] = 0
 			:: else -> skip
@@ -310,7 +327,16 @@ inline complete_work()
 		if
 		:: notify -> call_cnt++				/* C6 */
 		:: else -> skip
+		fi;
+#ifndef NO_KICK_ON_FREE
+		/* C7: requests are free again: requeue a starved kick */
+		if
+		:: starved -> starved = 0; work_queue(KICK, old)
+		:: else -> skip
 		fi
+#else
+		skip
+#endif
 	:: else -> skip
 	fi;
 	n = 0; ev = 0; notify = 0
