@@ -36,6 +36,9 @@
 #include "vhost.h"
 #include "blk_compat.h"
 
+#define CREATE_TRACE_POINTS
+#include "blk_trace.h"
+
 #define VHOST_BLK_FEATURES (VHOST_FEATURES |				\
 			    BIT_ULL(VIRTIO_BLK_F_FLUSH) |		\
 			    BIT_ULL(VIRTIO_BLK_F_DISCARD) |		\
@@ -55,6 +58,9 @@
 
 #define VHOST_BLK_HDR_BYTES	sizeof(struct virtio_blk_outhdr)
 #define VHOST_BLK_SEG_BYTES	sizeof(struct virtio_blk_discard_write_zeroes)
+
+/* Numbers the opens of /dev/vhost-blk for trace events. */
+static atomic_t vhost_blk_ids = ATOMIC_INIT(0);
 
 static unsigned int bounce_limit_kb = 16384;
 module_param(bounce_limit_kb, uint, 0644);
@@ -95,6 +101,8 @@ struct vhost_blk_vq {
 
 struct vhost_blk {
 	struct vhost_dev dev;
+	/* Names the device in trace events. */
+	u32 id;
 	/* Attached backend; changed under dev.mutex and every vq mutex. */
 	struct vhost_blk_backend *backend;
 	/* Protects serial. */
@@ -122,6 +130,11 @@ struct vhost_blk_req {
 	atomic_t pending;
 	/* used.len reported to the guest when the request succeeds. */
 	u32 len;
+	/* VIRTIO_BLK_T_* and sector of the header, for trace events. */
+	u32 type;
+	u64 sector;
+	/* ktime_get_ns() at start, only while vhost_blk_req_done is traced. */
+	u64 start_ns;
 	/* All device-writable bytes: the length of the dirty log entries. */
 	u64 in_len;
 	u8 __user *status_ptr;
@@ -578,17 +591,18 @@ static int vhost_blk_dispatch(struct vhost_blk_req *req,
 	iov_iter_init(&from, ITER_SOURCE, vq->iov, out, out_len);
 	if (!copy_from_iter_full(&hdr, sizeof(hdr), &from))
 		return VIRTIO_BLK_S_IOERR;
+	req->type = vhost32_to_cpu(vq, hdr.type);
+	req->sector = vhost64_to_cpu(vq, hdr.sector);
 	/* Device-writable bytes before the status byte. */
 	iov_iter_init(&to, ITER_DEST, vq->iov + out, in, req->in_len);
 	iov_iter_truncate(&to, req->in_len - 1);
 
-	switch (vhost32_to_cpu(vq, hdr.type)) {
+	switch (req->type) {
 	case VIRTIO_BLK_T_IN:
-		return vhost_blk_rw(req, be, false, vhost64_to_cpu(vq, hdr.sector),
-				    &to, vq->iov + out, in);
+		return vhost_blk_rw(req, be, false, req->sector, &to,
+				    vq->iov + out, in);
 	case VIRTIO_BLK_T_OUT:
-		return vhost_blk_rw(req, be, true, vhost64_to_cpu(vq, hdr.sector),
-				    &from, NULL, 0);
+		return vhost_blk_rw(req, be, true, req->sector, &from, NULL, 0);
 	case VIRTIO_BLK_T_FLUSH:
 		return vhost_blk_flush(req, be);
 	case VIRTIO_BLK_T_GET_ID:
@@ -643,6 +657,9 @@ vhost_blk_handle_req(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 		return 0;
 	}
 	req->head = head;
+	req->type = 0;
+	req->sector = 0;
+	req->start_ns = trace_vhost_blk_req_done_enabled() ? ktime_get_ns() : 0;
 	req->status = VIRTIO_BLK_S_OK;
 	req->zero_copy = false;
 	req->len = 1;
@@ -673,6 +690,8 @@ vhost_blk_handle_req(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 	if (ret != VIRTIO_BLK_S_OK)
 		WRITE_ONCE(req->status, ret);
 	bytes = req->data_len;
+	trace_vhost_blk_req_start(bvq->blk->id, bvq - bvq->blk->vqs, head,
+				  req->type, req->sector, bytes);
 	vhost_blk_req_put(req);
 	return bytes;
 
@@ -725,6 +744,10 @@ static void vhost_blk_complete_one(struct vhost_blk_req *req,
 
 	used->id = cpu_to_vhost32(vq, req->head);
 	used->len = cpu_to_vhost32(vq, len);
+	trace_vhost_blk_req_done(req->bvq->blk->id, req->bvq - req->bvq->blk->vqs,
+				 req->head, req->type, req->sector, req->data_len,
+				 status, req->start_ns ?
+				 ktime_get_ns() - req->start_ns : 0);
 	vhost_blk_req_release(req);
 }
 
@@ -937,6 +960,7 @@ static void vhost_blk_pool_free(struct vhost_blk_vq *bvq)
 static void vhost_blk_detach(struct vhost_blk *blk)
 {
 	struct vhost_blk_backend *be = blk->backend;
+	u64 t0 = ktime_get_ns();
 	int i;
 
 	if (!be)
@@ -956,6 +980,7 @@ static void vhost_blk_detach(struct vhost_blk *blk)
 	blk->backend = NULL;
 	fput(be->file);
 	kfree(be);
+	trace_vhost_blk_detach(blk->id, ktime_get_ns() - t0);
 }
 
 static struct vhost_blk_backend *vhost_blk_backend_open(int fd)
@@ -1040,6 +1065,8 @@ static int vhost_blk_attach(struct vhost_blk *blk, struct vhost_blk_backend *be)
 		vhost_blk_detach(blk);
 		return r;
 	}
+	trace_vhost_blk_attach(blk->id, MAJOR(be->bdev->bd_dev),
+			       MINOR(be->bdev->bd_dev), be->ro);
 	/* Serve what the guest queued while no backend was attached. */
 	for (i = 0; i < VHOST_BLK_MAX_VQS; i++)
 		vhost_poll_queue(&blk->vqs[i].vq.poll);
@@ -1224,6 +1251,7 @@ static int vhost_blk_open(struct inode *inode, struct file *f)
 		return -ENOMEM;
 	}
 
+	blk->id = atomic_inc_return(&vhost_blk_ids);
 	spin_lock_init(&blk->lock);
 	spin_lock_init(&blk->bounce_lock);
 	init_waitqueue_head(&blk->idle_wait);
