@@ -2796,7 +2796,12 @@ TEST_F_TIMEOUT(vb, full_queue_in_flight, 120)
 	EXPECT_EQ(0, c.d.vq[0].nfree);
 	vblk_kick(&c.d.vq[0], false);
 	ASSERT_TRUE(consumed(&c, n, 20000)) TH_LOG("the device did not take all %u", n);
-	EXPECT_EQ(0, vblk_reap(&c.d.vq[0])) TH_LOG("completed before dm-delay released them");
+	/*
+	 * Not asserted: that none completed before the last was taken.  On a
+	 * loaded machine taking 128 requests can outlast the 400 ms delay.
+	 */
+	TH_LOG("%u of %u completed by the time all were taken",
+	       (unsigned int)__atomic_load_n(&c.d.vq[0].used->idx, __ATOMIC_ACQUIRE), n);
 	ASSERT_EQ(0, vblk_wait_all(&c.d.vq[0], WAIT_MS));
 	for (unsigned int i = 0; i < n; i++) {
 		EXPECT_EQ(VIRTIO_BLK_S_OK, r[i].status) TH_LOG("request %u", i);
