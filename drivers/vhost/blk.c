@@ -1030,8 +1030,8 @@ static int vhost_blk_check_rings(struct vhost_blk *blk)
 		      !vhost_vq_access_ok(vq);
 		mutex_unlock(&vq->mutex);
 		if (bad) {
-			pr_err("virtqueue %d: rings or log outside the owner's address space\n",
-			       i);
+			pr_err_ratelimited("virtqueue %d: rings or log outside the owner's address space\n",
+					   i);
 			return -EFAULT;
 		}
 	}
@@ -1054,8 +1054,8 @@ static int vhost_blk_attach(struct vhost_blk *blk, struct vhost_blk_backend *be)
 				vhost_vq_set_backend(vq, be);
 				r = vhost_vq_init_access(vq);
 				if (r)
-					pr_err("cannot access the used ring of virtqueue %d\n",
-					       i);
+					pr_err_ratelimited("cannot access the used ring of virtqueue %d\n",
+							   i);
 			}
 		}
 		mutex_unlock(&vq->mutex);
