@@ -17,4 +17,4 @@ selftests:
 selftests-run:
 	@test -n "$(LINE)" || { echo "error: selftests-run needs LINE=6.1 or LINE=6.12" >&2; exit 1; }
 	@$(MAKE) --no-print-directory module selftests LINE=$(LINE)
-	scripts/vm-run.sh $(LINE) $(if $(filter 6.12,$(LINE)),--kfence) -- tests/vm/10-kselftest.sh $(KSFT_ARGS)
+	scripts/vm-run.sh $(LINE) -- tests/vm/10-kselftest.sh $(KSFT_ARGS)

@@ -120,9 +120,22 @@ stage_host_suites()
 	done
 }
 
+# suite_times LINE FILE - add the VM suites' times (scripts/vm-suites.sh's
+# result file: NAME SECONDS STATUS) to the stage report.
+suite_times()
+{
+	local name dt st
+
+	[[ -r "$2" ]] || return 0
+	while read -r name dt st; do
+		VB_STAGES+=("$(printf '  %-38s %8ss %s' "$1: $name" "$dt" \
+			"$([[ "$st" = 0 ]] || echo failed)")")
+	done <"$2"
+}
+
 stage_line()
 {
-	local line=$1 log res vm rc kf=()
+	local line=$1 log res vm rc
 
 	vb_stage_begin "kernel $line"
 	if ! run_logged "$LOGDIR/kernel-$line.log" "$VB_REPO/scripts/kernel.sh" path "$line"; then
@@ -138,12 +151,11 @@ stage_line()
 		return
 	fi
 	vb_stage_begin "vm $line"
-	[[ " ${VHOST_BLK_KFENCE_LINES-6.12} " == *" $line "* ]] && kf=(--kfence)
 	log=$LOGDIR/vm-$line.log
 	res=$LOGDIR/vm-$line.result
 	echo "# kernel line $line: VM running tests/vm/*.sh"
 	rc=0
-	(cd "$VB_REPO" && scripts/vm-run.sh "$line" "${kf[@]}" \
+	(cd "$VB_REPO" && scripts/vm-run.sh "$line" \
 		--timeout "${VHOST_BLK_VM_TIMEOUT:-1800}" \
 		--log "$LOGDIR/vm-$line.console.log" --out "$LOGDIR/vm-$line.out" \
 		--result "$res" -- scripts/vm-suites.sh) | tee "$log" || rc=$?
@@ -161,6 +173,7 @@ stage_line()
 		vb_stage_end failed
 		;;
 	esac
+	suite_times "$line" "$LOGDIR/vm-$line.out/suites.result"
 }
 
 main()

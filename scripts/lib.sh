@@ -17,6 +17,10 @@
 #   vb_lock FILE                        take an exclusive lock for this shell
 #   vb_run_suite NAME CMD...            run a TAP suite, add a failure if it
 #                                       crashed or ran fewer cases than planned
+#   vb_kfence LINE                      true if LINE's VMs boot with KFENCE
+#   vb_kernel_errors FILE...            the lines of kernel logs that fail a run
+#   VB_L2_ENV                           where the L2 guest's paths are recorded
+#   ok / notok / skip / tap_done        TAP for suites (see below)
 
 [[ -n "${VB_LIB_LOADED:-}" ]] && return 0
 VB_LIB_LOADED=1
@@ -27,6 +31,10 @@ VB_LINES=${VHOST_BLK_LINES:-6.1 6.12}
 # Where prepare.d/, host/ and vm/ are (another tree only to test the runner).
 VB_TESTS=${VHOST_BLK_TESTS_DIR:-$VB_REPO/tests}
 VB_PROG=${VB_PROG:-$(basename "$0" .sh)}
+# QEMU and the L2 guest kernel/initramfs (written on the host by
+# tests/prepare.d/50-qemu-guest.sh and scripts/demo.sh, read in the VM by
+# scripts/guest/l2.sh and the suites that start L2 guests).
+VB_L2_ENV=$VB_CACHE/l2.env
 
 vb_log()
 {
@@ -163,4 +171,54 @@ vb_run_suite()
 		echo "not ok - $name: exited with status $rc without reporting a failure"
 	fi
 	return "$rc"
+}
+
+# vb_kfence LINE - true if VMs of LINE boot with kfence.sample_interval=1
+# (VHOST_BLK_KFENCE_LINES, default "6.12": 6.1's Debian config has no KFENCE).
+vb_kfence()
+{
+	[[ " ${VHOST_BLK_KFENCE_LINES-6.12} " == *" $1 "* ]]
+}
+
+# Kernel log lines that fail a VM run.  KVM's notes about what a nested
+# guest did (e.g. "kvm [123]: vcpu0, guest rIP: ... Unhandled WRMSR(...)")
+# match none of these.
+VB_KERNEL_ERROR_RE='BUG:|WARNING:|Oops|KFENCE:|general protection|hung_task|blocked for more than|stack-protector|Thread overran stack|stack guard page|corrupted stack end|list_add corruption|list_del corruption|refcount_t:|Kernel panic|kernel BUG|UBSAN:'
+
+# vb_kernel_errors FILE... - print each distinct line of FILEs (kernel
+# console, dmesg) that fails a run.
+vb_kernel_errors()
+{
+	cat "$@" 2>/dev/null | tr -d '\r' | grep -E "$VB_KERNEL_ERROR_RE" |
+		grep -v '^vb-stage' | awk '!seen[$0]++' || true
+}
+
+# TAP for suites:  ok DESC / notok DESC / skip DESC REASON print one
+# numbered line each; tap_done prints the plan ("1..N") and returns 1 when
+# a case failed.  VB_TAP_N and VB_TAP_FAILS count them.
+VB_TAP_N=0
+VB_TAP_FAILS=0
+ok()
+{
+	VB_TAP_N=$((VB_TAP_N + 1))
+	echo "ok $VB_TAP_N - $*"
+}
+
+notok()
+{
+	VB_TAP_N=$((VB_TAP_N + 1))
+	VB_TAP_FAILS=$((VB_TAP_FAILS + 1))
+	echo "not ok $VB_TAP_N - $*"
+}
+
+skip()
+{
+	VB_TAP_N=$((VB_TAP_N + 1))
+	echo "ok $VB_TAP_N - $1 # SKIP $2"
+}
+
+tap_done()
+{
+	echo "1..$VB_TAP_N"
+	[[ "$VB_TAP_FAILS" -eq 0 ]]
 }

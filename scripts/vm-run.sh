@@ -21,7 +21,9 @@
 #
 # Options:
 #	--timeout SEC	kill the VM after SEC seconds (default 1800; 0: none)
-#	--kfence	boot with kfence.sample_interval=1
+#	--kfence	boot with kfence.sample_interval=1 (the default for the
+#			lines in VHOST_BLK_KFENCE_LINES, default "6.12")
+#	--no-kfence	boot without it
 #	--log FILE	keep the console log in FILE (dmesg at the end in FILE.dmesg)
 #	--out DIR	writable directory shared with the VM (default: temporary);
 #			CMD sees it as $VHOST_BLK_OUT
@@ -47,9 +49,6 @@ set -euo pipefail
 VB_PROG=vm-run
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# Kernel console lines that fail a run.
-FATAL_RE='BUG:|WARNING:|Oops|KFENCE:|general protection|hung_task|blocked for more than|stack-protector|Thread overran stack|stack guard page|corrupted stack end|list_add corruption|list_del corruption|refcount_t:|Kernel panic|kernel BUG|UBSAN:'
-
 # Modules stage 1 (initramfs) loads to mount the host root.
 STAGE1_MODS="virtio_pci 9pnet_virtio 9p"
 
@@ -60,7 +59,7 @@ P9OPTS="trans=virtio,version=9p2000.L,msize=262144,cache=loose"
 
 usage()
 {
-	sed -n '4,44s/^#\t\{0,1\}//p' "$0" >&2
+	sed -n '4,47s/^#\t\{0,1\}//p' "$0" >&2
 	exit 2
 }
 
@@ -314,8 +313,7 @@ guest_times()
 # Lines of the console log and the final dmesg that fail the run.
 kernel_errors()
 {
-	cat "$CONSOLE" "$OUT/dmesg.txt" 2>/dev/null | tr -d '\r' |
-		grep -E "$FATAL_RE" | grep -v '^vb-stage' | awk '!seen[$0]++' || true
+	vb_kernel_errors "$CONSOLE" "$OUT/dmesg.txt"
 }
 
 result()
@@ -326,7 +324,7 @@ result()
 
 main()
 {
-	local timeout=1800 kfence=0 verbose=0 append="" nomod=0 t0 t1 qrc=0 rc errs
+	local timeout=1800 kfence="" verbose=0 append="" nomod=0 t0 t1 qrc=0 rc errs
 	local accel_opts qpid tpid cpid serial
 
 	[[ $# -ge 1 ]] || usage
@@ -337,6 +335,7 @@ main()
 		case "$1" in
 		--timeout) timeout=$2; shift 2 ;;
 		--kfence) kfence=1; shift ;;
+		--no-kfence) kfence=0; shift ;;
 		--log) LOG=$2; shift 2 ;;
 		--out) OUT=$2; shift 2 ;;
 		--result) RESULT=$2; shift 2 ;;
@@ -397,6 +396,9 @@ main()
 	# suite; 0 of 3 single-threaded, which was not slower on 2 cores).
 	*) accel_opts=(-accel "tcg,thread=${VHOST_BLK_TCG_THREAD:-single}" -cpu max) ;;
 	esac
+	if [[ -z "$kfence" ]]; then
+		vb_kfence "$LINE" && kfence=1
+	fi
 	[[ "$kfence" = 1 ]] && append="$append kfence.sample_interval=1"
 	if [[ "$SHELL_MODE" = 1 ]]; then
 		serial=(-chardev "stdio,id=con,mux=on,signal=off,logfile=$CONSOLE"
@@ -454,7 +456,7 @@ main()
 		vb_log "FAIL: the kernel reported errors ($CONSOLE):"
 		printf '%s\n' "$errs" | sed 's/^/  ! /' >&2
 		vb_log "the first report in full (up to 30 lines):"
-		tr -d '\r' <"$CONSOLE" | grep -E -A29 -m1 "$FATAL_RE" | sed 's/^/  | /' >&2 || true
+		tr -d '\r' <"$CONSOLE" | grep -E -A29 -m1 "$VB_KERNEL_ERROR_RE" | sed 's/^/  | /' >&2 || true
 		result kernel-error "${rc:--}"
 		exit 125
 	fi

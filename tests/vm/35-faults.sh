@@ -16,15 +16,12 @@
 # cache complains with a BUG line if a request leaked, which fails the VM
 # run), then the module is loaded again for the suites that follow.
 set -u
-REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$(dirname "$0")/../../scripts/lib.sh"
+REPO=$VB_REPO
 F=$REPO/build/tools/vblk_fault
 S=$REPO/build/tools/vblk_stress
 RAM=/dev/ram3
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
-finish() { echo "1..$n"; [ "$fails" -eq 0 ]; exit $?; }
+finish() { tap_done; exit $?; }
 # check NAME CMD...: TAP line from a command's status, its output as comments
 check() {
 	local name=$1 out rc

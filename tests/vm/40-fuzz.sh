@@ -15,7 +15,8 @@
 #   VHOST_BLK_FUZZ_SEED           seed (default from the clock, printed)
 #   VHOST_BLK_FUZZ_DELAY_MS       delay of the slow backend (default 50)
 set -u
-REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$(dirname "$0")/../../scripts/lib.sh"
+REPO=$VB_REPO
 TOOL=$REPO/build/tools/vblk_fuzz
 SECS=${VHOST_BLK_FUZZ_SECONDS:-20}
 SEED=${VHOST_BLK_FUZZ_SEED:-$(( $(date +%s) % 100000 ))}
@@ -23,13 +24,9 @@ DELAY=${VHOST_BLK_FUZZ_DELAY_MS:-50}
 DEV=/dev/ram1
 SLOWNAME=vblk-fuzz-slow
 BOUNCE=/sys/module/vhost_blk/parameters/bounce_limit_kb
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
 if [ ! -x "$TOOL" ] || [ ! -c /dev/vhost-blk ] || [ ! -b $DEV ]; then
 	notok "fuzz: $TOOL, /dev/vhost-blk and $DEV present"
-	echo "1..$n"
+	tap_done
 	exit 1
 fi
 kf=$(cat /sys/module/kfence/parameters/sample_interval 2>/dev/null || echo n/a)
@@ -83,10 +80,11 @@ if [ ${#slow[@]} -gt 0 ]; then
 	fi
 fi
 # the kernel log so far must be clean (the runner checks it again at the end)
-if dmesg | grep -E 'WARNING:|BUG:|Oops|KFENCE:|general protection' | head -5 | sed 's/^/# /' | grep -q .; then
+errs=$(dmesg | grep -E "$VB_KERNEL_ERROR_RE" | head -5)
+if [ -n "$errs" ]; then
+	sed 's/^/# /' <<<"$errs"
 	notok "fuzz: kernel log clean after fuzzing"
 else
 	ok "fuzz: kernel log clean after fuzzing (no WARNING/BUG/Oops/KFENCE)"
 fi
-echo "1..$n"
-[ "$fails" -eq 0 ]
+tap_done

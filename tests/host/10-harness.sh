@@ -1,0 +1,58 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# 10-harness.sh - the runner's own rules (TAP, host, a second).
+# The kernel-log rule that fails a VM run (vb_kernel_errors, used by
+# scripts/vm-run.sh) must catch real reports and pass what KVM prints in
+# L1 while L2 guests run; the TAP counter must count what make check
+# counts.
+set -u
+. "$(dirname "$0")/../../scripts/lib.sh"
+
+t=$(mktemp -d)
+trap 'rm -rf "$t"' EXIT
+
+# Seen in L1 consoles while nested KVM guests ran: harmless.
+cat >"$t/kvm.log" <<'LOG'
+[    6.040358] kvm: Nested Virtualization enabled
+[    6.040718] SVM: kvm: Nested Paging enabled
+[    6.041686] SVM: PMU virtualization is disabled
+[   33.368146] kvm: SMP vm created on host with unstable TSC; guest TSC will not be reliable
+[   42.812523] kvm [197]: vcpu0, guest rIP: 0xffffffff81002e1d Unhandled WRMSR(0xc0010007) = 0xffff
+[  406.664509] kvm: exiting hardware virtualization
+LOG
+# Real reports, one per kind the rule knows.
+cat >"$t/bad.log" <<'LOG'
+[   12.000001] WARNING: CPU: 1 PID: 230 at drivers/vhost/blk.c:812 vhost_blk_flush+0x51/0x60 [vhost_blk]
+[   12.000002] BUG: kernel NULL pointer dereference, address: 0000000000000008
+[   12.000003] BUG: KFENCE: out-of-bounds read in vhost_blk_complete+0x2e/0x140 [vhost_blk]
+[   12.000004] general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#1] PREEMPT SMP NOPTI
+[   12.000005] INFO: task vhost-230:231 blocked for more than 120 seconds.
+[   12.000006] Kernel panic - not syncing: Fatal exception
+[   12.000007] refcount_t: underflow; use-after-free.
+[   12.000008] UBSAN: array-index-out-of-bounds in drivers/vhost/blk.c:400:12
+LOG
+
+errs=$(vb_kernel_errors "$t/kvm.log")
+if [ -z "$errs" ]; then
+	ok "harness: KVM's notes in L1 (nested paging, unstable TSC, unhandled WRMSR) do not fail a VM run"
+else
+	notok "harness: KVM's notes in L1 fail a VM run: $errs"
+fi
+want=$(wc -l <"$t/bad.log")
+got=$(vb_kernel_errors "$t/kvm.log" "$t/bad.log" | wc -l)
+if [ "$got" -eq "$want" ]; then
+	ok "harness: each of $want kinds of kernel report fails a VM run (WARNING, BUG, KFENCE, GPF, hung task, panic, refcount, UBSAN)"
+else
+	notok "harness: $got of $want kernel reports caught"
+	vb_kernel_errors "$t/bad.log" | sed 's/^/# /'
+fi
+
+printf '%s\n' "1..5" "ok 1 - a" "not ok 2 - b" "ok 3 - c # SKIP why" \
+	"not ok 4 - d # TODO later" "  ok 5 - indented subtest" "# ok 6" >"$t/tap"
+if [ "$(vb_tap_count "$t/tap")" = "2 1 1" ]; then
+	ok "harness: TAP counting: pass, fail, SKIP, TODO; indented and comment lines ignored"
+else
+	notok "harness: TAP counting gives '$(vb_tap_count "$t/tap")', want '2 1 1'"
+fi
+tap_done
