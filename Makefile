@@ -11,6 +11,7 @@
 #                                   build without dirty logging in build/<abi>-nolog/
 #   make modules-lines              the same for every line ($VHOST_BLK_LINES)
 #   make check                      all tests on the host and in VMs (scripts/check.sh)
+#   make check-full                 the same plus the bigger Promela configurations
 #   make vm-shell LINE=6.1          interactive shell in a VM, module loaded
 #   make deps                       install the Debian packages needed
 #   make clean                      remove build outputs
@@ -32,7 +33,7 @@ LINE_TARGETS ?=
 # What a per-line build copies into build/<abi>/.
 MODULE_SOURCES := Kbuild drivers include
 
-.PHONY: all module modules-lines line-build check vm-shell deps clean help
+.PHONY: all module modules-lines line-build check check-full vm-shell deps clean help
 
 all: module
 
@@ -71,10 +72,13 @@ line-build:
 check:
 	scripts/check.sh
 
+check-full:
+	VHOST_BLK_MODEL_LONG=1 scripts/check.sh
+
 vm-shell:
 	@test -n "$(LINE)" || { echo "error: vm-shell needs LINE=6.1 or LINE=6.12" >&2; exit 1; }
 	@$(MAKE) --no-print-directory module LINE=$(LINE)
-	scripts/vm-run.sh $(LINE) --shell $(if $(filter 6.12,$(LINE)),--kfence)
+	scripts/vm-run.sh $(LINE) --shell
 
 deps:
 	scripts/deps.sh

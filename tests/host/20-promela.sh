@@ -12,32 +12,56 @@
 #    must FAIL verification with the expected kind of error: this shows
 #    the model is able to see the bug each barrier prevents.
 #
+# A verification result depends only on the model, this script, the
+# configuration and the spin/gcc versions, so each finished pan run is
+# cached under $VB_CACHE/promela/, keyed by a hash of all of these; a
+# cached result is reported with "(cached)".
+#
 # Knobs: VHOST_BLK_MODEL_NREQ (default 2; 3 needs ~15 GB and many minutes),
-#        VHOST_BLK_MODEL_TIMEOUT (seconds per pan run, default 600).
+#        VHOST_BLK_MODEL_TIMEOUT (seconds per pan run, default 600),
+#        VHOST_BLK_MODEL_LONG=1 (bigger configurations, make check-full),
+#        VHOST_BLK_MODEL_CACHE=0 (verify again, ignoring cached results).
 set -u
 
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/../../scripts/lib.sh"
+REPO=$VB_REPO
 MODEL=$REPO/tests/model/vhost_blk.pml
+RCACHE=$VB_CACHE/promela
 NREQ=${VHOST_BLK_MODEL_NREQ:-2}
 TMO=${VHOST_BLK_MODEL_TIMEOUT:-600}
 WORK=$REPO/build/model
-n=0
-fails=0
-
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
 
 if ! command -v spin >/dev/null || ! command -v gcc >/dev/null; then
 	notok "promela: spin and gcc present (apt-get install spin, see scripts/deps.list)"
-	echo "1..$n"
+	tap_done
 	exit 1
 fi
 mkdir -p "$WORK"
+# Everything a result depends on besides the configuration.
+INPUTS=$( { cat "$MODEL" "${BASH_SOURCE[0]}"; spin -V; gcc --version | head -n1; uname -m; } |
+	sha256sum | cut -c1-16)
 
 # verify NAME MODE -D... : MODE is safety or ltl.  Prints pan's output
 # into $WORK/NAME/pan.out and returns 0 when pan ran to completion
 # (sets ERRS to pan's error count, STATES to states stored).
 verify() {
+	local name=$1 mode=$2 key
+	shift 2
+	key=$RCACHE/$( { echo "$INPUTS $mode $*"; } | sha256sum | cut -c1-24)
+	CACHED=
+	if [ "${VHOST_BLK_MODEL_CACHE:-1}" != 0 ] && [ -s "$key" ] &&
+		read -r ERRS STATES KIND <"$key" && [ -n "$ERRS" ]; then
+		[ "$KIND" = - ] && KIND=
+		CACHED=" (cached)"
+		return 0
+	fi
+	pan_run "$name" "$mode" "$@" || return 1
+	mkdir -p "$RCACHE"
+	echo "$ERRS $STATES ${KIND:--}" >"$key.tmp" && mv "$key.tmp" "$key"
+}
+
+# pan_run NAME MODE -D...: verify() without the cache.
+pan_run() {
 	local name=$1 mode=$2 d
 	shift 2
 	d=$WORK/$name
@@ -111,9 +135,9 @@ while read -r cname mode args; do
 		# shellcheck disable=SC2086
 		if verify "$name" "$mode" $args -DEVENT_IDX=$ev && [ "$ERRS" = 0 ]; then
 			if [ "$mode" = ltl ]; then
-				ok "promela: $cname ($args EVENT_IDX=$ev): LTL <>(all requests reaped) holds ($STATES states)"
+				ok "promela: $cname ($args EVENT_IDX=$ev): LTL <>(all requests reaped) holds ($STATES states)$CACHED"
 			else
-				ok "promela: $cname ($args EVENT_IDX=$ev): no assertion violated, no lost wake-up ($STATES states)"
+				ok "promela: $cname ($args EVENT_IDX=$ev): no assertion violated, no lost wake-up ($STATES states)$CACHED"
 			fi
 		else
 			notok "promela: $cname $mode ($args EVENT_IDX=$ev): errors=$ERRS, see $WORK/$name/pan.out"
@@ -146,7 +170,7 @@ while read -r mut kind args; do
 		# shellcheck disable=SC2086
 		if verify "$name" safety $args -DEVENT_IDX=$ev -D"$mut"; then
 			if [ "$ERRS" != 0 ] && [ "$KIND" = "$kind" ]; then
-				ok "promela: mutation $mut (EVENT_IDX=$ev) fails verification as expected: $kind"
+				ok "promela: mutation $mut (EVENT_IDX=$ev) fails verification as expected: $kind$CACHED"
 			else
 				notok "promela: mutation $mut (EVENT_IDX=$ev) should fail with $kind, got errors=$ERRS kind=${KIND:-none} ($WORK/$name/pan.out)"
 			fi
@@ -161,11 +185,10 @@ for mut in NO_MB_ENABLE_NOTIFY NO_MB_SIGNAL; do
 	name="mut-ltl-$mut"
 	if verify "$name" ltl -DNREQ=$NREQ -DSPURIOUS=0 -DEVENT_IDX=1 -D"$mut" &&
 	   [ "$ERRS" != 0 ] && [ "$KIND" = liveness ]; then
-		ok "promela: mutation $mut violates LTL <>(all requests reaped) as expected"
+		ok "promela: mutation $mut violates LTL <>(all requests reaped) as expected$CACHED"
 	else
 		notok "promela: mutation $mut should violate the LTL property, got errors=$ERRS kind=${KIND:-none} ($WORK/$name/pan.out)"
 	fi
 done
 
-echo "1..$n"
-[ "$fails" -eq 0 ]
+tap_done

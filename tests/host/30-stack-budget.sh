@@ -2,25 +2,21 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # 30-stack-budget.sh - enforce the stack budget of vhost_blk.ko (TAP).
-# Budget (Documentation/robustness.rst, lessons.md 003): no vhost-blk frame
-# over 256 bytes, the deepest chain of vhost-blk frames under 1 KiB, and
-# the bio end_io callback reaches nothing but queueing (no copy to guest
-# memory, no mutex, no allocation, no submission).
+# Budget (Documentation/robustness.rst): no vhost-blk frame over 256
+# bytes, the deepest chain of vhost-blk frames under 1 KiB, and the bio
+# end_io callback reaches nothing but queueing (no copy to guest memory,
+# no mutex, no allocation, no submission).
 # First checks that the checker itself catches each kind of violation on a
-# small synthetic object, then checks the real module for every line:
-# statically (gcc -fstack-usage / -fcallgraph-info, checkstack.pl) and at
-# runtime (scripts/stack-report.sh --runtime: a VM with single-threaded TCG
-# runs the stress tool under the ftrace stack tracer and function_graph:
-# deepest stack through vhost-blk < 8 KiB, no vhost-blk code under the
-# kick's eventfd_write, nothing forbidden under vhost_blk_bio_end_io).
-# VHOST_BLK_STACK_RUNTIME=0 leaves the runtime part out (reported as SKIP).
+# small synthetic object, then checks the real module for every line
+# statically (gcc -fstack-usage / -fcallgraph-info, checkstack.pl).  The
+# runtime half (deepest stack through vhost-blk < 8 KiB under the ftrace
+# stack tracer, no vhost-blk code under the kick's eventfd_write, nothing
+# forbidden under vhost_blk_bio_end_io) is measured in each line's normal
+# VM run by tests/vm/30-stress.sh.
 set -u
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/../../scripts/lib.sh"
+REPO=$VB_REPO
 cd "$REPO" || exit 1
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
 
 # 1. the checker catches violations (synthetic object, host gcc)
 t=$REPO/build/stack-selftest
@@ -75,7 +71,7 @@ else
 fi
 
 # 2. the real module, every line
-read -r -a LINES <<<"${VHOST_BLK_LINES:-6.1 6.12}"
+read -r -a LINES <<<"$VB_LINES"
 for line in "${LINES[@]}"; do
 	log=$REPO/build/stack-report-$line.txt
 	if ! scripts/stack-report.sh "$line" >"$log" 2>&1 ||
@@ -106,38 +102,4 @@ for line in "${LINES[@]}"; do
 		ok "stack: bio end_io reaches only $(grep -c '^CTX' "$log") allowed callees: record, llist_add, queue work, wake ($line)"
 	fi
 done
-# 3. runtime, every line
-for line in "${LINES[@]}"; do
-	if [ "${VHOST_BLK_STACK_RUNTIME:-1}" = 0 ]; then
-		n=$((n + 1))
-		echo "ok $n - stack: runtime figure and contexts ($line) # SKIP VHOST_BLK_STACK_RUNTIME=0"
-		continue
-	fi
-	log=$REPO/build/stack-runtime-$line.txt
-	scripts/stack-report.sh --no-build --runtime "$line" >"$log" 2>&1
-	rc=$?
-	abi=$(basename "$(scripts/kernel.sh path "$line")")
-	tap=$REPO/build/$abi/stack/runtime-tap.txt
-	got=0
-	if [ -f "$tap" ]; then
-		while IFS= read -r l; do
-			case $l in
-			"ok "*|"not ok "*)
-				got=$((got + 1))
-				desc=${l#* - }
-				if [[ $l == "not ok"* ]]; then
-					notok "$desc ($line, runtime)"
-				else
-					ok "$desc ($line, runtime)"
-				fi ;;
-			"# stack_max_size="*|"#   "[0-9]*")"*vhost*) echo "$l" ;;
-			esac
-		done <"$tap"
-	fi
-	if [ $rc -ne 0 ] && [ "$got" -eq 0 ] || grep -q '^vm-run: FAIL' "$log"; then
-		notok "stack: runtime VM run for $line (rc $rc, see $log)"
-		grep -A12 '^vm-run: FAIL' "$log" | sed 's/^/# /' | head -20
-	fi
-done
-echo "1..$n"
-[ "$fails" -eq 0 ]
+tap_done

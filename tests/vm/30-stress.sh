@@ -7,31 +7,27 @@
 #
 #   VHOST_BLK_STRESS_SECONDS  stress duration (default 40)
 #   VHOST_BLK_STRESS_SEED     seed (default: from the clock, printed)
-#   VHOST_BLK_STRESS_TRACE=1  also measure with ftrace (parts 2 and 3);
-#                             needs single-threaded TCG (VHOST_BLK_TCG_THREAD=
-#                             single): enabling/disabling ftrace live-patches
-#                             kernel text, and under QEMU 7.2's multi-threaded
-#                             TCG that crashed the guest here ("Oops: int3" in
-#                             hrtimer_cancel, 6.12).  tests/host/30-stack-budget.sh
-#                             and make stack-report-runtime run it that way.
+#   VHOST_BLK_STRESS_TRACE    1: also measure with ftrace (parts 2 and 3);
+#                             the default unless VHOST_BLK_TCG_THREAD=multi:
+#                             enabling/disabling ftrace live-patches kernel
+#                             text, and under QEMU 7.2's multi-threaded TCG
+#                             that crashed the guest here ("Oops: int3" in
+#                             hrtimer_cancel, 6.12); the VM runner's default
+#                             is single-threaded TCG.
 #   VHOST_BLK_STRESS_ONLY=stack  only the stress + stack measurement
 # Writes $VHOST_BLK_OUT/stack-runtime.txt (deepest stack, vhost-blk frames
 # marked) when VHOST_BLK_OUT is set.
 set -u
-REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$(dirname "$0")/../../scripts/lib.sh"
+REPO=$VB_REPO
 TOOL=$REPO/build/tools/vblk_stress
 SECS=${VHOST_BLK_STRESS_SECONDS:-40}
 SEED=${VHOST_BLK_STRESS_SEED:-$(( $(date +%s) % 100000 ))}
 DEV=/dev/ram2
 T=/sys/kernel/tracing
 OUTDIR=${VHOST_BLK_OUT:-/tmp}
-STACK_LIMIT=8192	# lessons.md 003: far below 8 KiB (x86_64 stacks are 16 KiB)
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
-skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-finish() { echo "1..$n"; [ "$fails" -eq 0 ]; exit $?; }
+STACK_LIMIT=8192	# far below 8 KiB (x86_64 stacks are 16 KiB): Documentation/robustness.rst
+finish() { tap_done; exit $?; }
 
 if [ ! -x "$TOOL" ]; then
 	notok "stress: $TOOL missing (tests/prepare.d/30-robustness.sh)"
@@ -54,7 +50,11 @@ fi
 # kick (eventfd_write from a syscall), where no vhost-blk code runs
 # (checked in part 3).  The tool switches the tracer off before it reads
 # the ram disk directly for its final check.
-TRACE=${VHOST_BLK_STRESS_TRACE:-0}
+if [ "${VHOST_BLK_TCG_THREAD:-single}" = multi ]; then
+	TRACE=${VHOST_BLK_STRESS_TRACE:-0}
+else
+	TRACE=${VHOST_BLK_STRESS_TRACE:-1}
+fi
 stack_on=0
 if [ "$TRACE" = 1 ] && [ -w /proc/sys/kernel/stack_tracer_enabled ] && [ -e $T/stack_max_size ]; then
 	echo 0 >/proc/sys/kernel/stack_tracer_enabled
@@ -109,8 +109,11 @@ elif [ "$TRACE" = 1 ]; then
 	notok "stack: runtime stack figure: no ftrace stack tracer in this kernel"
 fi
 [ "${VHOST_BLK_STRESS_ONLY:-}" = stack ] && finish
-# without tracing the runtime checks are reported by tests/host/30-stack-budget.sh
-[ "$TRACE" = 1 ] || finish
+if [ "$TRACE" != 1 ]; then
+	skip "stack: runtime stack figure and kick / end_io contexts" \
+		"VHOST_BLK_STRESS_TRACE=$TRACE (ftrace off under multi-threaded TCG)"
+	finish
+fi
 
 # ---- 3. what runs in the kick path and in bio completion -----------------
 # function_graph below eventfd_write (the kick: the same wake-up KVM's
