@@ -1,0 +1,467 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Turn the raw output of scripts/bench/l1.sh into results.
+
+    analyze.py --raw DIR --out DIR [--profile vhost_blk.ko]
+    analyze.py --selftest
+
+Inputs (in --raw): plugin.log (vbcount marker snapshots, bb.c totals),
+marks.txt (one label per marker, execution order), native-*.json and
+l2-*.log (fio JSON), kallsyms.
+
+Per-I/O instructions.  Each repetition of a cell ran fio for S and 3*S
+seconds, each run between two markers, so every run gives the whole
+machine's instructions I, host seconds T and completed I/Os N.  With the
+session's idle rate b (markers around a sleep, same guest(s) up), one
+repetition's per-I/O cost is
+
+    c = ((I_long - I_short) - b * (T_long - T_short)) / (N_long - N_short)
+
+which cancels the fixed cost of a fio run (process start, file open, ring
+setup, exit) and the time-proportional background (L1/L2 timer ticks).
+insn_per_io is the mean of c over the repetitions, insn_spread_pct is
+(max - min) / mean * 100.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+BACKENDS = ["native", "vhost-blk", "iothread", "aio-native", "vhost-user"]
+BACKEND_DESC = {
+    "native": "fio io_uring in L1 (physical limit)",
+    "vhost-blk": "vhost-blk-pci",
+    "iothread": "virtio-blk-pci, iothread, aio=io_uring, cache=none",
+    "aio-native": "virtio-blk-pci, aio=native, cache=none",
+    "vhost-user": "vhost-user-blk-pci + qemu-storage-daemon",
+}
+
+
+def parse_plugin(path):
+    marks, bb_total, vb_exit, prof = [], None, None, {}
+    rx = re.compile(r"^vbcount: mark (\d+) ns=(\d+) total=(\d+)")
+    rp = re.compile(r"^vbcount: prof (\d+) (0x[0-9a-f]+) (0x[0-9a-f]+) (\d+) (\d+)")
+    rb = re.compile(r"^CPU\d+: bb's: \d+, insns: (\d+)")
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = rx.match(line)
+            if m:
+                marks.append((int(m.group(2)), int(m.group(3))))
+                continue
+            m = rp.match(line)
+            if m:
+                prof.setdefault(int(m.group(1)), []).append(
+                    (int(m.group(2), 16), int(m.group(3), 16), int(m.group(4))))
+                continue
+            m = rb.match(line)
+            if m:
+                bb_total = (bb_total or 0) + int(m.group(1))
+                continue
+            m = re.match(r"^vbcount: exit ns=\d+ total=(\d+)", line)
+            if m:
+                vb_exit = int(m.group(1))
+    return marks, bb_total, vb_exit, prof
+
+
+def fio_metrics(js):
+    job = js["jobs"][0]
+    ios = iops = 0
+    p50 = p99 = None
+    for d in ("read", "write"):
+        s = job.get(d, {})
+        if s.get("total_ios", 0) > 0:
+            ios += s["total_ios"]
+            iops += s["iops"]
+            pct = s.get("clat_ns", {}).get("percentile", {})
+            if pct:
+                p50 = pct.get("50.000000", 0) / 1000.0
+                p99 = pct.get("99.000000", 0) / 1000.0
+    return {"ios": ios, "iops": iops, "p50": p50, "p99": p99}
+
+
+def load_fio(raw):
+    """id -> fio metrics, id = BACKEND/DEV/WORKLOAD/qQ/rR/sS."""
+    out = {}
+    for p in glob.glob(os.path.join(raw, "native-*.json")):
+        m = re.match(r"native-(\w+)-(.+)-q(\d+)-r(\d+)-s(\d+)\.json$", os.path.basename(p))
+        try:
+            with open(p) as f:
+                js = json.load(f)
+        except (OSError, ValueError):
+            continue
+        out["native/%s/%s/q%s/r%s/s%s" % m.groups()] = fio_metrics(js)
+    for p in glob.glob(os.path.join(raw, "l2-*.log")):
+        if p.endswith(".err"):
+            continue
+        texts = {}
+        with open(p, errors="replace") as f:
+            for line in f:
+                line = line.rstrip("\r\n")
+                if line.startswith("L2-JSON "):
+                    _, rid, rest = (line.split(" ", 2) + [""])[:3]
+                    texts.setdefault(rid, []).append(rest)
+        for rid, lines in texts.items():
+            txt = "\n".join(lines)
+            txt = txt[txt.find("{"):] if "{" in txt else txt
+            try:
+                out[rid] = fio_metrics(json.loads(txt))
+            except (ValueError, KeyError, IndexError):
+                print("analyze: warning: bad fio JSON for %s" % rid, file=sys.stderr)
+    return out
+
+
+def intervals(labels, marks):
+    """label-without-begin/end -> (dinsn, dsec, end_seq)."""
+    iv, open_ = {}, {}
+    for i, lab in enumerate(labels):
+        if lab.endswith(" begin"):
+            open_[lab[:-6]] = i
+        elif lab.endswith(" end"):
+            k = lab[:-4]
+            if k in open_:
+                b = open_.pop(k)
+                iv[k] = (marks[i][1] - marks[b][1], (marks[i][0] - marks[b][0]) / 1e9, i)
+    return iv
+
+
+def fit_cell(runs, b):
+    """runs: {(r, s): (I, T, N, fio)}; b idle rate.  Returns per-rep c."""
+    reps = sorted({r for r, _ in runs})
+    cs = []
+    for r in reps:
+        lens = sorted(s for rr, s in runs if rr == r)
+        if len(lens) < 2:
+            continue
+        s0, s1 = lens[0], lens[-1]
+        I0, T0, N0, _ = runs[(r, s0)]
+        I1, T1, N1, _ = runs[(r, s1)]
+        if N1 - N0 <= 0:
+            continue
+        cs.append(((I1 - I0) - b * (T1 - T0)) / (N1 - N0))
+    return cs
+
+
+def lstsq_a_c(points):
+    """Least squares y = a + c*x; returns (a, c)."""
+    n = len(points)
+    if n < 2:
+        return None, None
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx == 0:
+        return None, None
+    c = sum((x - mx) * (y - my) for x, y in points) / sxx
+    return my - c * mx, c
+
+
+def analyze(raw):
+    marks, bb_total, vb_exit, prof = parse_plugin(os.path.join(raw, "plugin.log"))
+    with open(os.path.join(raw, "marks.txt")) as f:
+        labels = [l.strip() for l in f if l.strip()]
+    if len(labels) != len(marks):
+        n = min(len(labels), len(marks))
+        print("analyze: warning: %d labels but %d markers; using the first %d "
+              "(later cells are dropped if misaligned)" % (len(labels), len(marks), n),
+              file=sys.stderr)
+        labels, marks = labels[:n], marks[:n]
+    iv = intervals(labels, marks)
+    fio = load_fio(raw)
+    idle, idle_sum = {}, {}
+    for k, (di, dt, _) in iv.items():
+        if k.startswith("idle ") and dt > 0:
+            s = idle_sum.setdefault(re.sub(r"/i\d+$", "", k[5:]), [0, 0.0])
+            s[0] += di
+            s[1] += dt
+    for k, (di, dt) in idle_sum.items():
+        idle[k] = di / dt
+    cells = {}
+    for k, (di, dt, seq) in iv.items():
+        if not k.startswith("run "):
+            continue
+        rid = k[4:]
+        m = re.match(r"([\w-]+)/(\w+)/(.+)/q(\d+)/r(\d+)/s(\d+)$", rid)
+        if not m or rid not in fio:
+            continue
+        be, dev, wl, q, r, s = m.groups()
+        cells.setdefault((be, dev, wl, int(q)), {})[(int(r), int(s))] = (di, dt, fio[rid]["ios"], fio[rid], seq)
+    results = []
+    for (be, dev, wl, q), runs in sorted(cells.items()):
+        b = idle.get("%s/%s/q%d" % (be, dev, q), 0.0)
+        runs4 = {k: v[:4] for k, v in runs.items()}
+        cs = fit_cell(runs4, b)
+        a, cfit = lstsq_a_c([(N, I - b * T) for (I, T, N, _) in runs4.values()])
+        longest = max(s for _, s in runs)
+        lr = [v for (r, s), v in runs.items() if s == longest]
+        med = lambda xs: statistics.median(xs) if xs else None
+        mean = statistics.mean(cs) if cs else None
+        res = {
+            "backend": be, "device": dev, "workload": wl,
+            "qd": None, "queues": q,
+            "iops": med([v[3]["iops"] for v in lr]),
+            "lat_p50_us": med([v[3]["p50"] for v in lr if v[3]["p50"] is not None]),
+            "lat_p99_us": med([v[3]["p99"] for v in lr if v[3]["p99"] is not None]),
+            "insn_per_io": mean,
+            "insn_spread_pct": (max(cs) - min(cs)) / mean * 100 if cs and mean else None,
+            "runs": len(runs),
+            "insn_per_io_reps": cs,
+            "insn_per_io_fit": cfit,
+            "insn_per_fio_run": a,
+            "idle_insn_per_s": b,
+            "naive_insn_per_io": med([v[0] / v[2] for v in lr if v[2]]),
+            "host_s_long": med([v[1] for v in lr]),
+            "profile_seqs": sorted(v[4] for (r, s), v in runs.items() if s == longest),
+        }
+        m = re.search(r"qd(\d+)", wl)
+        res["qd"] = int(m.group(1)) if m else None
+        results.append(res)
+    return results, idle, bb_total, vb_exit, prof
+
+
+def fmt(x, f="%.0f"):
+    return "-" if x is None else f % x
+
+
+def table(results, idle, bb_total, vb_exit):
+    lines = []
+    hdr = "%-11s %-6s %-14s %2s %9s %9s %9s %11s %7s %4s" % (
+        "backend", "device", "workload", "q", "IOPS", "p50 us", "p99 us",
+        "insn/IO", "spread", "runs")
+    lines.append(hdr)
+    lines.append("-" * len(hdr))
+    order = {b: i for i, b in enumerate(BACKENDS)}
+    key = lambda r: (r["device"], r["queues"], r["workload"], order.get(r["backend"], 99))
+    prev = None
+    for r in sorted(results, key=key):
+        grp = (r["device"], r["queues"], r["workload"])
+        if prev and grp != prev:
+            lines.append("")
+        prev = grp
+        lines.append("%-11s %-6s %-14s %2d %9s %9s %9s %11s %6s%% %4d" % (
+            r["backend"], r["device"], r["workload"], r["queues"], fmt(r["iops"]),
+            fmt(r["lat_p50_us"], "%.1f"), fmt(r["lat_p99_us"], "%.1f"),
+            fmt(r["insn_per_io"]), fmt(r["insn_spread_pct"], "%.1f"), r["runs"]))
+    lines.append("")
+    lines.append("idle background (instructions per host second, guests up):")
+    for k in sorted(idle):
+        lines.append("  %-28s %.3g" % (k, idle[k]))
+    if bb_total is not None and vb_exit is not None:
+        lines.append("whole run: bb.c %d, vbcount %d instructions (%s)" % (
+            bb_total, vb_exit, "equal" if bb_total == vb_exit else
+            "differ by %.2g%%" % (abs(bb_total - vb_exit) / max(bb_total, 1) * 100)))
+    return "\n".join(lines)
+
+
+def ratios(results):
+    """vhost-blk against the others, per (device, workload, queues)."""
+    by = {}
+    for r in results:
+        by.setdefault((r["device"], r["workload"], r["queues"]), {})[r["backend"]] = r
+    out = []
+    for k in sorted(by):
+        d = by[k]
+        v = d.get("vhost-blk")
+        if not v:
+            continue
+        row = {"device": k[0], "workload": k[1], "queues": k[2]}
+        for other in ("iothread", "aio-native", "vhost-user", "native"):
+            o = d.get(other)
+            if o and o["insn_per_io"] and v["insn_per_io"]:
+                row["insn_vs_" + other] = v["insn_per_io"] / o["insn_per_io"]
+            if o and o["iops"] and v["iops"]:
+                row["iops_vs_" + other] = v["iops"] / o["iops"]
+        out.append(row)
+    return out
+
+
+def ratio_table(rows):
+    lines = ["vhost-blk-pci relative to the others (insn/IO ratio; IOPS ratio):",
+             "%-6s %-14s %2s %17s %17s %17s" % ("device", "workload", "q",
+                                               "vs iothread", "vs vhost-user", "vs aio-native")]
+    for r in rows:
+        cols = []
+        for o in ("iothread", "vhost-user", "aio-native"):
+            cols.append("%7s ; %7s" % (fmt(r.get("insn_vs_" + o), "%.2fx"),
+                                       fmt(r.get("iops_vs_" + o), "%.2fx")))
+        lines.append("%-6s %-14s %2d %17s %17s %17s" % (r["device"], r["workload"],
+                                                       r["queues"], *cols))
+    return "\n".join(lines)
+
+
+def write_plots(results, out):
+    """One gnuplot script per (device, queues): insn/IO and IOPS per workload."""
+    groups = {}
+    for r in results:
+        groups.setdefault((r["device"], r["queues"]), []).append(r)
+    for (dev, q), rs in sorted(groups.items()):
+        wls = sorted({r["workload"] for r in rs})
+        bes = [b for b in BACKENDS if any(r["backend"] == b for r in rs)]
+        idx = {(r["workload"], r["backend"]): r for r in rs}
+        for metric, ylabel, fname in (("insn_per_io", "L1 instructions per I/O", "insn"),
+                                      ("iops", "IOPS (fio, guest clock)", "iops")):
+            base = "%s-%s-q%d" % (fname, dev, q)
+            with open(os.path.join(out, base + ".dat"), "w") as f:
+                f.write("workload " + " ".join(bes) + "\n")
+                for w in wls:
+                    vals = []
+                    for b in bes:
+                        v = idx.get((w, b), {}).get(metric)
+                        vals.append("%g" % v if v is not None else "NaN")
+                    f.write(w + " " + " ".join(vals) + "\n")
+            with open(os.path.join(out, base + ".gp"), "w") as f:
+                f.write('set terminal svg size 760,380 font "sans,11" noenhanced\n')
+                f.write('set output "%s.svg"\n' % base)
+                f.write('set title "%s, %s, %d queue(s)"\n' % (ylabel, dev, q))
+                f.write("set style data histograms\nset style histogram clustered gap 1\n")
+                f.write("set style fill solid 0.8 border -1\nset boxwidth 0.9\n")
+                f.write("set key top left\nset yrange [0:*]\nset grid ytics\n")
+                f.write('set ylabel "%s"\n' % ylabel)
+                f.write("set format y '%.0s%c'\n")
+                cols = ", ".join('"%s.dat" using %d:xtic(1) title columnheader(%d)' %
+                                 (base, i + 2, i + 2) for i in range(len(bes)))
+                f.write("plot " + cols + "\n")
+
+
+def load_kallsyms(path):
+    syms = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            p = line.split()
+            if len(p) < 3 or p[1] not in "tTwW":
+                continue
+            addr = int(p[0], 16)
+            if addr == 0:
+                continue
+            name = p[2] + (" " + p[3] if len(p) > 3 else "")
+            syms.append((addr, name))
+    syms.sort()
+    return syms
+
+
+def profile(results, prof, raw, top=25):
+    """Per-symbol instructions per I/O for each profiled cell."""
+    import bisect
+    ks = os.path.join(raw, "kallsyms")
+    if not os.path.exists(ks) or not prof:
+        return "no profile data (run with --profile)"
+    syms = load_kallsyms(ks)
+    addrs = [a for a, _ in syms]
+    stext = next((a for a, n in syms if n == "_stext"), None)
+    etext = next((a for a, n in syms if n == "_etext"), None)
+    # The L1 kernel's text is one linear mapping: the most common
+    # vaddr - haddr offset among blocks in [_stext, _etext) is L1's; a block
+    # there with another offset belongs to the L2 guest's kernel.
+    offs = {}
+    for seq, blocks in prof.items():
+        for va, ha, n in blocks:
+            if stext and etext and stext <= va < etext:
+                offs[va - ha] = offs.get(va - ha, 0) + n
+    l1off = max(offs, key=offs.get) if offs else None
+
+    def sym(va, ha):
+        if va < 0x1000000:
+            return "[user: L2 fio (static)]"
+        if va < 0x800000000000:
+            return "[user: L1 (QEMU, qsd, fio)]"
+        if stext and etext and stext <= va < etext and va - ha != l1off:
+            return "[L2 guest kernel]"
+        i = bisect.bisect_right(addrs, va) - 1
+        if i < 0:
+            return "[kernel ?]"
+        if va >= 0xffffffffc0000000 or (stext and etext and stext <= va < etext):
+            return syms[i][1]
+        return "[L2 guest kernel]"
+
+    out = []
+    for r in results:
+        seqs = r.get("profile_seqs") or []
+        if not any(s in prof for s in seqs):
+            continue
+        tot = {}
+        for s in seqs:
+            for va, ha, n in prof.get(s, []):
+                k = sym(va, ha)
+                tot[k] = tot.get(k, 0) + n
+        # Per I/O: divide by the I/Os of the profiled (long) runs.
+        ios = r["_long_ios"] or 1
+        allin = sum(tot.values())
+        out.append("%s %s %s q%d: %.0f instructions per I/O in the long runs (incl. background)" % (
+            r["backend"], r["device"], r["workload"], r["queues"], allin / ios))
+        for k, n in sorted(tot.items(), key=lambda kv: -kv[1])[:top]:
+            out.append("  %10.0f  %5.1f%%  %s" % (n / ios, n / allin * 100, k))
+        out.append("")
+    return "\n".join(out)
+
+
+def selftest():
+    """The per-I/O estimate recovers a known cost from synthetic runs."""
+    a, b, c = 7.0e7, 3.0e7, 52000.0
+    runs = {}
+    for r in (1, 2, 3):
+        for s in (3, 9):
+            T = s + 0.4 + 0.01 * r
+            N = int(800 * s * (1 + 0.02 * r))
+            runs[(r, s)] = (a + b * T + c * N, T, N, None)
+    cs = fit_cell(runs, b)
+    assert len(cs) == 3 and all(abs(x - c) < 1 for x in cs), cs
+    af, cf = lstsq_a_c([(N, I - b * T) for (I, T, N, _) in runs.values()])
+    assert abs(cf - c) < 1 and abs(af - a) < 1e3, (af, cf)
+    # A wrong background rate shows up as a biased c, not as a crash.
+    assert fit_cell(runs, b * 1.1)[0] < c
+    print("analyze: selftest ok")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--raw")
+    ap.add_argument("--out")
+    ap.add_argument("--profile", help="vhost_blk.ko (for the report only)")
+    ap.add_argument("--selftest", action="store_true")
+    args = ap.parse_args()
+    if args.selftest:
+        selftest()
+        return 0
+    results, idle, bb_total, vb_exit, prof = analyze(args.raw)
+    os.makedirs(args.out, exist_ok=True)
+    # I/Os of the long runs, for the profile's per-I/O figures.
+    fio = load_fio(args.raw)
+    for r in results:
+        longest = None
+        n = 0
+        for k, v in fio.items():
+            m = re.match(r"([\w-]+)/(\w+)/(.+)/q(\d+)/r(\d+)/s(\d+)$", k)
+            if m and (m.group(1), m.group(2), m.group(3), int(m.group(4))) == (
+                    r["backend"], r["device"], r["workload"], r["queues"]):
+                s = int(m.group(6))
+                if longest is None or s > longest:
+                    longest, n = s, 0
+                if s == longest:
+                    n += v["ios"]
+        r["_long_ios"] = n
+    rat = ratios(results)
+    txt = table(results, idle, bb_total, vb_exit) + "\n\n" + ratio_table(rat)
+    print(txt)
+    with open(os.path.join(args.out, "table.txt"), "w") as f:
+        f.write(txt + "\n")
+    if args.profile:
+        p = profile(results, prof, args.raw)
+        with open(os.path.join(args.out, "profile.txt"), "w") as f:
+            f.write(p + "\n")
+        print("\nprofile (top symbols per I/O): %s" % os.path.join(args.out, "profile.txt"))
+    clean = [{k: v for k, v in r.items() if not k.startswith("_") and k != "profile_seqs"}
+             for r in results]
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(clean, f, indent=1)
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump({"ratios": rat, "idle_insn_per_s": idle,
+                   "whole_run_insns": {"bb": bb_total, "vbcount": vb_exit},
+                   "backends": BACKEND_DESC}, f, indent=1)
+    write_plots(results, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

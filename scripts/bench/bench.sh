@@ -1,0 +1,133 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# `make bench`: compare vhost-blk-pci with QEMU's own data planes on the same
+# backing device, instruction counts per I/O as the headline.
+#
+#   scripts/bench/bench.sh [--quick] [--line 6.1|6.12] [--profile] [--out DIR]
+#
+# Builds (or takes from the cache) what it needs through the repository's
+# scripts: the Debian kernel and vhost_blk.ko, QEMU with vhost-blk-pci and
+# its qemu-storage-daemon, the tiny L2 guest, and two TCG plugins for the L1
+# QEMU (QEMU's tests/plugin/bb.c, a whole-run cross-check, and
+# scripts/bench/vbcount.c, which snapshots per-vCPU instruction counts at
+# markers).  Then it boots L1 (TCG, -cpu max: nested SVM) once and runs
+# scripts/bench/l1.sh there, and scripts/bench/analyze.py on the results:
+# a table on stdout, DIR/results.json, DIR/*.svg (DIR: build/bench).
+#
+#   --quick     a tiny matrix for development (brd, 1 queue, randread QD1
+#               and QD32, 2 s runs, 2 repetitions)
+#   --profile   also count instructions per translated block and map them
+#               to L1 kernel symbols (DIR/profile.txt); slows L1 down
+#   --line L    the L1 kernel line (default 6.1)
+#
+# Matrix knobs (environment, see scripts/bench/l1.sh): VHOST_BLK_BENCH_BACKENDS,
+# _DEVICES, _WORKLOADS, _QUEUES, _SECONDS, _REPS, _IDLE.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+VB_PROG=bench
+. "$REPO/scripts/lib.sh"
+. "$REPO/scripts/guest/apt.sh"
+CACHE=$VB_CACHE
+
+quick=0 profile=0 line=6.1 out=$REPO/build/bench
+while [ $# -gt 0 ]; do
+	case $1 in
+	--quick) quick=1; shift ;;
+	--profile) profile=1; shift ;;
+	--line) line=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	-h|--help) sed -n '4,25s/^# \{0,1\}//p' "$0"; exit 0 ;;
+	*) vb_die "unknown option $1 (see --help)" ;;
+	esac
+done
+if [ "$quick" = 1 ]; then
+	: "${VHOST_BLK_BENCH_DEVICES:=brd}" "${VHOST_BLK_BENCH_QUEUES:=1}"
+	: "${VHOST_BLK_BENCH_WORKLOADS:=randread-qd1:randread:4k:1 randread-qd32:randread:4k:32}"
+	: "${VHOST_BLK_BENCH_SECONDS:=2}" "${VHOST_BLK_BENCH_REPS:=2}"
+fi
+export VHOST_BLK_BENCH_BACKENDS VHOST_BLK_BENCH_DEVICES VHOST_BLK_BENCH_WORKLOADS \
+	VHOST_BLK_BENCH_QUEUES VHOST_BLK_BENCH_SECONDS VHOST_BLK_BENCH_REPS \
+	VHOST_BLK_BENCH_IDLE 2>/dev/null || true
+
+T0=$(date +%s)
+n=0
+stage() {
+	n=$((n + 1))
+	echo "==> [$n/8 +$(($(date +%s) - T0))s] $*"
+}
+
+stage "installing dependencies (apt)"
+"$REPO/scripts/deps.sh" >/dev/null
+need_pkgs gnuplot-nox python3 qemu-system-x86 fio
+
+stage "fetching Debian's $line kernel"
+"$REPO/scripts/kernel.sh" path "$line" >/dev/null
+
+stage "building vhost_blk.ko ($line)"
+make -C "$REPO" -s module LINE="$line"
+
+stage "building QEMU with vhost-blk-pci and the L2 guest (cached; ~10 min the first time)"
+QB=$("$REPO/scripts/qemu-build.sh")
+QSRC=$("$REPO/scripts/qemu-build.sh" --src)
+GENV=$("$REPO/scripts/guest-build.sh")
+{ echo "QEMU=$QB/qemu-system-x86_64"; echo "$GENV"; } >"$CACHE/l2.env.tmp"
+mv "$CACHE/l2.env.tmp" "$CACHE/l2.env"
+
+stage "building the plugins, vbmark and qemu-storage-daemon (cached)"
+l1ver=$(dpkg-query -W -f='${Version}' qemu-system-x86 | tr ':~+' '_._')
+key=$(cat "$REPO/scripts/bench/vbcount.c" "$REPO/scripts/bench/vbmark.c" | sha256sum | cut -c1-12)
+TOOLS=$CACHE/bench/tools-$(basename "$(dirname "$QB")")-l1_$l1ver-$key
+if [ ! -e "$TOOLS/.done" ]; then
+	rm -rf "$TOOLS"
+	mkdir -p "$TOOLS"
+	read -ra glib <<<"$(pkg-config --cflags glib-2.0)"
+	cflags=(-O2 -Wall -shared -fPIC -I"$QSRC/include/qemu" "${glib[@]}")
+	gcc "${cflags[@]}" -o "$TOOLS/libbb.so" "$QSRC/tests/plugin/bb.c"
+	gcc "${cflags[@]}" -Wextra -Wno-unused-parameter -Werror \
+		-o "$TOOLS/vbcount.so" "$REPO/scripts/bench/vbcount.c"
+	gcc -Os -Wall -Werror -nostdlib -static -s -Wl,-N -Wl,--build-id=none \
+		-Wl,--no-warn-rwx-segments -fno-asynchronous-unwind-tables \
+		-o "$TOOLS/vbmark" "$REPO/scripts/bench/vbmark.c"
+	if [ ! -x "$QB/storage-daemon/qemu-storage-daemon" ]; then
+		vb_log "building qemu-storage-daemon (ninja, the QEMU build is configured with tools)"
+		(flock 9; nice -n 10 ninja -C "$QB" -j"${JOBS:-2}" storage-daemon/qemu-storage-daemon \
+			>"$TOOLS/qsd-build.log" 2>&1) 9>"$CACHE/qemu/.lock" ||
+			{ tail -20 "$TOOLS/qsd-build.log"; vb_die "qemu-storage-daemon build failed"; }
+	fi
+	cp "$QB/storage-daemon/qemu-storage-daemon" "$TOOLS/"
+	touch "$TOOLS/.done"
+fi
+
+stage "booting L1 ($line, TCG -cpu max with the plugins) and running the matrix"
+mkdir -p "$out"
+raw=$out/raw
+rm -rf "$raw"
+mkdir -p "$raw"
+plugins="$TOOLS/vbcount.so $TOOLS/libbb.so"
+[ "$profile" = 1 ] && plugins="$TOOLS/vbcount.so,profile=on $TOOLS/libbb.so"
+set +e
+VB_BENCH_PLUGINS=$plugins VB_BENCH_PLUGIN_LOG=$raw/plugin.log \
+	VHOST_BLK_QEMU=$REPO/scripts/bench/l1-qemu.sh VHOST_BLK_ACCEL=tcg \
+	VHOST_BLK_BENCH_TOOLS=$TOOLS \
+	"$REPO/scripts/vm-run.sh" "$line" --timeout "${VHOST_BLK_BENCH_TIMEOUT:-14400}" \
+	--log "$raw/console.log" --out "$raw" -- "$REPO/scripts/bench/l1.sh"
+rc=$?
+set -e
+[ $rc -eq 0 ] || vb_warn "the L1 run exited with $rc (partial results are analysed)"
+
+stage "analysing"
+aargs=(--raw "$raw" --out "$out")
+[ "$profile" = 1 ] && aargs+=(--profile "$REPO/build/$(basename "$("$REPO/scripts/kernel.sh" path "$line")")/vhost_blk.ko")
+python3 "$REPO/scripts/bench/analyze.py" "${aargs[@]}"
+
+stage "plots"
+if command -v gnuplot >/dev/null && ls "$out"/*.gp >/dev/null 2>&1; then
+	for gp in "$out"/*.gp; do
+		(cd "$out" && gnuplot "$(basename "$gp")") || vb_warn "gnuplot $gp failed"
+	done
+	printf '  %s\n' "$out"/*.svg
+fi
+echo "results: $out/results.json (total $(($(date +%s) - T0)) s)"
+exit $rc

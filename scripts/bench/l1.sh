@@ -1,0 +1,234 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The L1 half of `make bench` (runs inside the L1 VM via scripts/vm-run.sh,
+# whose QEMU carries the vbcount plugin).  For every backing device and
+# back end it runs the fio workloads, each bracketed by two markers
+# (scripts/bench/vbmark) so that the plugin snapshots the instruction
+# counts of the whole emulated machine exactly around the fio process:
+#
+#   native      fio (io_uring) in L1 on the device itself
+#   vhost-blk   L2 guest (KVM) on -device vhost-blk-pci
+#   iothread    L2 guest on virtio-blk-pci, iothread, aio=io_uring, cache=none
+#   aio-native  L2 guest on virtio-blk-pci, aio=native, cache=none
+#   vhost-user  L2 guest on vhost-user-blk-pci served by qemu-storage-daemon
+#
+# Each cell runs every repetition at two lengths (S and 3*S seconds) so that
+# the fixed cost of a fio run cancels, and each session measures its idle
+# rate (markers around a sleep) to take out the time-proportional
+# background.  Everything lands in $VHOST_BLK_OUT: marks.txt (one label per
+# marker, in execution order), fio JSON (native-*.json; L2-JSON lines in
+# the L2 serial logs l2-*.log), kallsyms, modules.  scripts/bench/analyze.py
+# turns it into results.
+#
+# Knobs (environment, set by scripts/bench/bench.sh):
+#   VHOST_BLK_BENCH_BACKENDS   default "native vhost-blk iothread aio-native vhost-user"
+#   VHOST_BLK_BENCH_DEVICES    default "brd nullb"
+#   VHOST_BLK_BENCH_WORKLOADS  NAME:RW:BS:QD ..., default the five of issue 10
+#   VHOST_BLK_BENCH_QUEUES     default "1 4" (L2 vCPUs = queues = fio jobs)
+#   VHOST_BLK_BENCH_SECONDS    short run length S, default 3
+#   VHOST_BLK_BENCH_REPS       repetitions, default 3
+#   VHOST_BLK_BENCH_IDLE       idle interval seconds, default S
+#   VHOST_BLK_BENCH_TOOLS      dir with vbmark (and qemu-storage-daemon)
+#   VHOST_BLK_BENCH_L2_ENGINE  fio engine in L2 (default libaio)
+set -uo pipefail
+
+REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
+OUT=${VHOST_BLK_OUT:?run me through scripts/vm-run.sh}
+BACKENDS=${VHOST_BLK_BENCH_BACKENDS:-native vhost-blk iothread aio-native vhost-user}
+DEVICES=${VHOST_BLK_BENCH_DEVICES:-brd nullb}
+WORKLOADS=${VHOST_BLK_BENCH_WORKLOADS:-randread-qd1:randread:4k:1 randread-qd32:randread:4k:32 randwrite-qd1:randwrite:4k:1 randwrite-qd32:randwrite:4k:32 seqread-128k:read:128k:8}
+QUEUES=${VHOST_BLK_BENCH_QUEUES:-1 4}
+SECS=${VHOST_BLK_BENCH_SECONDS:-3}
+REPS=${VHOST_BLK_BENCH_REPS:-3}
+IDLE=${VHOST_BLK_BENCH_IDLE:-$SECS}
+TOOLS=${VHOST_BLK_BENCH_TOOLS:?}
+L2ENGINE=${VHOST_BLK_BENCH_L2_ENGINE:-libaio}
+MARK=$TOOLS/vbmark
+MARKS=$OUT/marks.txt
+fail=0
+
+say() { echo "bench[L1]: $*"; }
+
+# mark LABEL: record the label, then execute the marker instruction.
+mark() {
+	echo "$1" >>"$MARKS"
+	"$MARK"
+}
+
+: >"$MARKS"
+cat /proc/kallsyms >"$OUT/kallsyms"
+cat /proc/modules >"$OUT/modules"
+uname -r >"$OUT/l1-kernel"
+modprobe -d "$VHOST_BLK_MODROOT" kvm_amd 2>/dev/null || true
+[ -c /dev/kvm ] || say "warning: no /dev/kvm in L1 (is L1 running with -cpu max?)"
+mark "start"
+
+# Device setup.  brd: /dev/ram0 (vm-run.sh loads brd, 128 MiB).
+# null_blk: configfs device nullb0, 1 GiB, irqmode=1 (softirq completion).
+dev_path() {
+	case $1 in
+	brd) echo /dev/ram0 ;;
+	nullb) echo /dev/nullb0 ;;
+	esac
+}
+setup_nullb() {
+	local d=/sys/kernel/config/nullb/nullb0
+	[ -b /dev/nullb0 ] && return 0
+	mkdir -p "$d" || return 1
+	echo 1024 >"$d/size"
+	echo 4096 >"$d/blocksize"
+	echo 1 >"$d/irqmode"
+	echo 0 >"$d/memory_backed"
+	echo 2 >"$d/queue_mode"
+	echo 4 >"$d/submit_queues"
+	echo 1 >"$d/power"
+	udevadm settle 2>/dev/null
+	for _ in $(seq 50); do [ -b /dev/nullb0 ] && return 0; sleep 0.1; done
+	return 1
+}
+
+# fio options for workload spec NAME:RW:BS:QD, runtime SEC, JOBS jobs.
+fio_args() {
+	local spec=$1 sec=$2 jobs=$3 rw bs qd
+	IFS=: read -r _ rw bs qd <<<"$spec"
+	echo "--name=bench --rw=$rw --bs=$bs --iodepth=$qd --numjobs=$jobs" \
+		"--group_reporting --direct=1 --time_based --runtime=$sec" \
+		"--norandommap --randrepeat=0 --output-format=json"
+}
+
+run_native() {
+	local dev=$1 q=$2 spec name r len path
+	path=$(dev_path "$dev")
+	for i in $(seq "$REPS"); do
+		mark "idle native/$dev/q$q/i$i begin"
+		sleep "$IDLE"
+		mark "idle native/$dev/q$q/i$i end"
+	done
+	for spec in $WORKLOADS; do
+		name=${spec%%:*}
+		for r in $(seq "$REPS"); do
+			for len in "$SECS" $((SECS * 3)); do
+				local tag="native/$dev/$name/q$q/r$r/s$len"
+				mark "run $tag begin"
+				# shellcheck disable=SC2046 # word lists
+				fio $(fio_args "$spec" "$len" "$q") --ioengine=io_uring \
+					--filename="$path" \
+					--output="$OUT/native-$dev-$name-q$q-r$r-s$len.json" \
+					>/dev/null 2>"$OUT/native.err"
+				local rc=$?
+				mark "run $tag end"
+				[ $rc -eq 0 ] || { say "fio failed: $tag"; cat "$OUT/native.err"; fail=1; }
+			done
+		done
+	done
+}
+
+# QEMU arguments of an L2 back end on device PATH with Q queues.
+backend_args() {
+	local be=$1 path=$2 q=$3
+	case $be in
+	vhost-blk)
+		echo "-device vhost-blk-pci,backend=$path,num-queues=$q" ;;
+	iothread)
+		echo "-object iothread,id=io0" \
+			"-blockdev node-name=d0,driver=host_device,filename=$path,cache.direct=on,aio=io_uring" \
+			"-device virtio-blk-pci,drive=d0,iothread=io0,num-queues=$q" ;;
+	aio-native)
+		echo "-blockdev node-name=d0,driver=host_device,filename=$path,cache.direct=on,aio=native" \
+			"-device virtio-blk-pci,drive=d0,num-queues=$q" ;;
+	vhost-user)
+		echo "-object memory-backend-memfd,id=mem0,size=${L2MEM}M,share=on" \
+			"-machine memory-backend=mem0" \
+			"-chardev socket,id=vub0,path=/tmp/vub.sock" \
+			"-device vhost-user-blk-pci,chardev=vub0,num-queues=$q" ;;
+	esac
+}
+
+# The L2 guest's steps: write vbmark, then for each workload and
+# repetition the two lengths, each between markers, fio's JSON on serial.
+l2_steps() {
+	local tag=$1 q=$2 spec name r len esc
+	esc=$(od -An -v -to1 "$MARK" | tr -s ' \n' ' ' | sed 's/ *$//; s/^ *//; s/ /\\/g; s/^/\\/')
+	cat <<EOF
+printf '$esc' >/bin/vbmark
+chmod +x /bin/vbmark
+mark() { echo "L2-MARK \$1"; /bin/vbmark; }
+log "disk: \$(cat /sys/block/vda/size) sectors, \$(ls /sys/block/vda/mq | wc -l) queues, \$(nproc) cpus"
+for i in \$(seq $REPS); do
+	mark "idle $tag/q$q/i\$i begin"
+	sleep $IDLE
+	mark "idle $tag/q$q/i\$i end"
+done
+EOF
+	for spec in $WORKLOADS; do
+		name=${spec%%:*}
+		for r in $(seq "$REPS"); do
+			for len in "$SECS" $((SECS * 3)); do
+				local id="$tag/$name/q$q/r$r/s$len"
+				cat <<EOF
+mark "run $id begin"
+fio $(fio_args "$spec" "$len" "$q") --ioengine=$L2ENGINE --filename=/dev/vda --output=/tmp/o.json >/tmp/fio.err 2>&1
+rc=\$?
+mark "run $id end"
+if [ \$rc -eq 0 ]; then sed 's|^|L2-JSON $id |' /tmp/o.json; ok "$id"; else fail "$id"; sed 's/^/L2-LOG /' /tmp/fio.err; fi
+EOF
+			done
+		done
+	done
+}
+
+run_l2() {
+	local be=$1 dev=$2 q=$3 path tag log steps qsd=
+	path=$(dev_path "$dev")
+	tag="$be/$dev"
+	log=$OUT/l2-$be-$dev-q$q.log
+	steps=$OUT/steps-$be-$dev-q$q.sh
+	L2MEM=$((256 + 64 * q))
+	l2_steps "$tag" "$q" >"$steps"
+	if [ "$be" = vhost-user ]; then
+		rm -f /tmp/vub.sock
+		"$TOOLS/qemu-storage-daemon" \
+			--blockdev "driver=host_device,node-name=d0,filename=$path,cache.direct=on,aio=io_uring" \
+			--export "type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path=/tmp/vub.sock,writable=on,num-queues=$q" \
+			>"$OUT/qsd-$dev-q$q.log" 2>&1 &
+		qsd=$!
+		for _ in $(seq 100); do [ -S /tmp/vub.sock ] && break; sleep 0.1; done
+	fi
+	say "L2 on $be ($dev, $q queue(s)): $(echo "$WORKLOADS" | wc -w) workloads x $REPS x (${SECS}+$((SECS * 3)))s"
+	# shellcheck disable=SC2046 # word lists
+	"$REPO/scripts/guest/l2.sh" --steps "$steps" --log "$log" \
+		--timeout "${VHOST_BLK_BENCH_L2_TIMEOUT:-1800}" --smp "$q" --mem "$L2MEM" -- \
+		$(backend_args "$be" "$path" "$q") 2>"$log.err"
+	local rc=$?
+	sed 's/^/  /' "$log.err"
+	[ -n "$qsd" ] && { kill "$qsd" 2>/dev/null; wait "$qsd" 2>/dev/null; }
+	# The guest's markers, in order, into the global list.
+	grep -a '^L2-MARK ' "$log" | tr -d '\r' | sed 's/^L2-MARK //' >>"$MARKS"
+	mark "sync $be/$dev/q$q"
+	if [ $rc -ne 0 ] || grep -aq '^L2-RESULT not ok' "$log"; then
+		say "L2 session $be/$dev/q$q failed (exit $rc)"
+		grep -a '^L2-RESULT not ok\|^L2-LOG' "$log" | head -20
+		fail=1
+	fi
+}
+
+for dev in $DEVICES; do
+	case $dev in
+	nullb) setup_nullb || { say "cannot create null_blk nullb0"; fail=1; continue; } ;;
+	brd) [ -b /dev/ram0 ] || { say "no /dev/ram0"; fail=1; continue; } ;;
+	*) say "unknown device $dev"; fail=1; continue ;;
+	esac
+	for q in $QUEUES; do
+		for be in $BACKENDS; do
+			case $be in
+			native) say "native fio on $dev, $q job(s)"; run_native "$dev" "$q" ;;
+			vhost-blk|iothread|aio-native|vhost-user) run_l2 "$be" "$dev" "$q" ;;
+			*) say "unknown back end $be"; fail=1 ;;
+			esac
+		done
+	done
+done
+mark "stop"
+say "done ($(wc -l <"$MARKS") markers)"
+exit $fail
