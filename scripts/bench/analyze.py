@@ -341,6 +341,50 @@ def load_kallsyms(path):
     return syms
 
 
+def load_maps(raw, session):
+    """Executable file mappings of the L2 VMM / daemon of a session."""
+    maps = []
+    for p in glob.glob(os.path.join(raw, "maps-%s-*" % session)):
+        with open(p, errors="replace") as f:
+            lines = f.read().splitlines()
+        if not any("qemu" in l for l in lines):
+            continue
+        for l in lines:
+            parts = l.split()
+            if len(parts) < 6 or "x" not in parts[1] or not parts[5].startswith("/"):
+                continue
+            a, b = (int(x, 16) for x in parts[0].split("-"))
+            maps.append((a, b, int(parts[2], 16), parts[5]))
+    return maps
+
+
+_usyms = {}
+
+
+def usym(path, off):
+    """Symbol of file offset OFF in ELF PATH (text offset == vaddr here)."""
+    import bisect
+    import subprocess
+    if path not in _usyms:
+        syms = []
+        for extra in ([], ["-D"]):
+            try:
+                txt = subprocess.run(["nm", "--defined-only"] + extra + [path],
+                                     capture_output=True, text=True).stdout
+            except OSError:
+                txt = ""
+            for line in txt.splitlines():
+                p = line.split()
+                if len(p) == 3 and p[1] in "tTwWiI":
+                    syms.append((int(p[0], 16), p[2]))
+        syms = sorted(set(syms))
+        _usyms[path] = ([a for a, _ in syms], [n for _, n in syms])
+    addrs, names = _usyms[path]
+    i = bisect.bisect_right(addrs, off) - 1
+    base = os.path.basename(path)
+    return "%s:%s" % (base, names[i] if i >= 0 else "?")
+
+
 def profile(results, prof, raw, top=25):
     """Per-symbol instructions per I/O for each profiled cell."""
     import bisect
@@ -361,11 +405,17 @@ def profile(results, prof, raw, top=25):
                 offs[va - ha] = offs.get(va - ha, 0) + n
     l1off = max(offs, key=offs.get) if offs else None
 
+    umaps = []
+
     def sym(va, ha):
+        if va < 0x800000000000:
+            for start, end, off, path in umaps:
+                if start <= va < end:
+                    return usym(path, va - start + off)
         if va < 0x1000000:
             return "[user: L2 fio (static)]"
         if va < 0x800000000000:
-            return "[user: L1 (QEMU, qsd, fio)]"
+            return "[user: L1, other]"
         if stext and etext and stext <= va < etext and va - ha != l1off:
             return "[L2 guest kernel]"
         i = bisect.bisect_right(addrs, va) - 1
@@ -380,6 +430,7 @@ def profile(results, prof, raw, top=25):
         seqs = r.get("profile_seqs") or []
         if not any(s in prof for s in seqs):
             continue
+        umaps[:] = load_maps(raw, "%s-%s-q%d" % (r["backend"], r["device"], r["queues"]))
         tot = {}
         for s in seqs:
             for va, ha, n in prof.get(s, []):

@@ -199,8 +199,18 @@ run_l2() {
 	# shellcheck disable=SC2046 # word lists
 	"$REPO/scripts/guest/l2.sh" --steps "$steps" --log "$log" \
 		--timeout "${VHOST_BLK_BENCH_L2_TIMEOUT:-1800}" --smp "$q" --mem "$L2MEM" -- \
-		$(backend_args "$be" "$path" "$q") 2>"$log.err"
-	local rc=$?
+		$(backend_args "$be" "$path" "$q") 2>"$log.err" &
+	local l2pid=$! rc
+	# The user-space maps of the VMM (and daemon), for the profile.
+	for _ in $(seq 100); do
+		grep -aq '^L2-BOOTED' "$log" 2>/dev/null && break
+		sleep 1
+	done
+	for p in $(pgrep -P "$l2pid") $qsd; do
+		cat "/proc/$p/maps" >"$OUT/maps-$be-$dev-q$q-$p" 2>/dev/null
+	done
+	wait "$l2pid"
+	rc=$?
 	sed 's/^/  /' "$log.err"
 	[ -n "$qsd" ] && { kill "$qsd" 2>/dev/null; wait "$qsd" 2>/dev/null; }
 	# The guest's markers, in order, into the global list.
