@@ -96,20 +96,38 @@ def load_fio(raw):
     for p in glob.glob(os.path.join(raw, "l2-*.log")):
         if p.endswith(".err"):
             continue
-        texts = {}
+        # L2-FIO ID "key" : value lines, the read/write/trim/sync sections
+        # of fio's JSON in order (see l1.sh): rebuild the part we use.
+        jobs = {}
         with open(p, errors="replace") as f:
             for line in f:
-                line = line.rstrip("\r\n")
-                if line.startswith("L2-JSON "):
-                    _, rid, rest = (line.split(" ", 2) + [""])[:3]
-                    texts.setdefault(rid, []).append(rest)
-        for rid, lines in texts.items():
-            txt = "\n".join(lines)
-            txt = txt[txt.find("{"):] if "{" in txt else txt
+                m = re.match(r'^L2-FIO (\S+) "([\w.]+)" : ([^,{]*)', line.rstrip("\r\n"))
+                if not m:
+                    continue
+                rid, key, val = m.group(1), m.group(2), m.group(3).strip()
+                job = jobs.setdefault(rid, {"_sec": None})
+                if key in ("read", "write", "trim", "sync"):
+                    job["_sec"] = key
+                    job[key] = {"clat_ns": {"percentile": {}}}
+                    continue
+                sec = job.get(job["_sec"]) if job["_sec"] else None
+                if sec is None:
+                    continue
+                try:
+                    v = float(val)
+                except ValueError:
+                    continue
+                if key in ("50.000000", "99.000000"):
+                    sec["clat_ns"]["percentile"].setdefault(key, v)
+                elif key in ("total_ios", "iops"):
+                    sec.setdefault(key, v)
+        for rid, job in jobs.items():
+            job.pop("_sec")
+            job.pop("sync", None)
             try:
-                out[rid] = fio_metrics(json.loads(txt))
-            except (ValueError, KeyError, IndexError):
-                print("analyze: warning: bad fio JSON for %s" % rid, file=sys.stderr)
+                out[rid] = fio_metrics({"jobs": [job]})
+            except (KeyError, IndexError):
+                print("analyze: warning: bad fio figures for %s" % rid, file=sys.stderr)
     return out
 
 
