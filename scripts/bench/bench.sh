@@ -59,8 +59,9 @@ stage() {
 }
 
 stage "installing dependencies (apt)"
-"$REPO/scripts/deps.sh" >/dev/null
-need_pkgs gnuplot-nox python3 qemu-system-x86 fio
+mkdir -p "$CACHE"
+{ "$REPO/scripts/deps.sh" && need_pkgs gnuplot-nox python3 qemu-system-x86 fio; } \
+	>"$CACHE/bench-deps.log" 2>&1 || { tail -20 "$CACHE/bench-deps.log"; vb_die "installing packages failed"; }
 
 stage "fetching Debian's $line kernel"
 "$REPO/scripts/kernel.sh" path "$line" >/dev/null
