@@ -180,6 +180,15 @@ def analyze(raw):
     marks, bb_total, vb_exit, prof = parse_plugin(os.path.join(raw, "plugin.log"))
     with open(os.path.join(raw, "marks.txt")) as f:
         labels = [l.strip() for l in f if l.strip()]
+    if len(labels) < len(marks):
+        # A run stopped in the middle of an L2 session: its markers are in
+        # its serial log only (l1.sh copies them to marks.txt afterwards).
+        have = set(labels)
+        for p in sorted(glob.glob(os.path.join(raw, "l2-*.log")), key=os.path.getmtime):
+            with open(p, errors="replace") as f:
+                extra = [l[8:].strip() for l in f if l.startswith("L2-MARK ")]
+            if extra and not any(e in have for e in extra):
+                labels += extra
     if len(labels) != len(marks):
         n = min(len(labels), len(marks))
         print("analyze: warning: %d labels but %d markers; using the first %d "

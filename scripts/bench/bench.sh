@@ -106,8 +106,8 @@ mkdir -p "$out"
 raw=$out/raw
 rm -rf "$raw"
 mkdir -p "$raw"
-plugins="$TOOLS/vbcount.so $TOOLS/libbb.so"
-[ "$profile" = 1 ] && plugins="$TOOLS/vbcount.so,profile=on $TOOLS/libbb.so"
+plugins="$TOOLS/vbcount.so $TOOLS/libbb.so,inline=on"
+[ "$profile" = 1 ] && plugins="$TOOLS/vbcount.so,profile=on $TOOLS/libbb.so,inline=on"
 set +e
 VB_BENCH_PLUGINS=$plugins VB_BENCH_PLUGIN_LOG=$raw/plugin.log \
 	VHOST_BLK_QEMU=$REPO/scripts/bench/l1-qemu.sh VHOST_BLK_ACCEL=tcg \
