@@ -58,6 +58,15 @@ mark() {
 }
 
 : >"$MARKS"
+# One guest kernel, initramfs and QEMU for every session, even if the
+# cache's l2.env is rewritten meanwhile (scripts/guest/l2.sh reads it).
+if [ -z "${GUEST_KERNEL:-}" ] && [ -r "$VHOST_BLK_CACHE/l2.env" ]; then
+	set -a
+	# shellcheck disable=SC1091 # written by bench.sh
+	. "$VHOST_BLK_CACHE/l2.env"
+	set +a
+fi
+echo "${QEMU:-} ${GUEST_KERNEL:-} ${GUEST_INITRD:-}" >"$OUT/l2-guest"
 cat /proc/kallsyms >"$OUT/kallsyms"
 cat /proc/modules >"$OUT/modules"
 uname -r >"$OUT/l1-kernel"
