@@ -22,6 +22,7 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/file.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <linux/llist.h>
 #include <linux/miscdevice.h>
@@ -31,6 +32,7 @@
 #include <linux/uio.h>
 #include <linux/vhost.h>
 #include <linux/virtio_blk.h>
+#include <linux/workqueue.h>
 #include <linux/vhost_blk.h>
 
 #include "vhost.h"
@@ -67,11 +69,24 @@ module_param(bounce_limit_kb, uint, 0644);
 MODULE_PARM_DESC(bounce_limit_kb,
 		 "Bounce-buffer memory per device in KiB (at least 4096; default 16384)");
 
+/*
+ * A block device, or a regular file.  For a file, bdev is NULL and
+ * align_bdev the block device of its filesystem (NULL if it has none);
+ * the capacity is the file size at attach, rounded down to lbs.
+ */
 struct vhost_blk_backend {
 	struct file *file;
 	struct block_device *bdev;
+	struct block_device *align_bdev;
+	u64 nr_sectors;
+	unsigned int lbs;
 	bool ro;
+	/* A file opened with O_DIRECT. */
+	bool direct;
 };
+
+/* Runs file-backend work that may block: buffered I/O, fsync, fallocate. */
+static struct workqueue_struct *vhost_blk_wq;
 
 struct vhost_blk;
 struct vhost_blk_req;
@@ -153,6 +168,13 @@ struct vhost_blk_req {
 	/* Guest buffers of a bounced read, copied back on completion. */
 	struct iovec *iov;
 	unsigned int iov_cnt;
+	/* File backends: the I/O, bounce pages as bio_vecs, blocking work. */
+	struct kiocb iocb;
+	struct bio_vec *bvec;
+	struct vhost_blk_backend *be;
+	struct virtio_blk_discard_write_zeroes *segs;
+	unsigned int nr_segs;
+	struct work_struct work;
 	/*
 	 * The device-writable guest ranges (guest-physical), kept for every
 	 * request so it can be logged at completion whenever logging is on
@@ -218,6 +240,8 @@ static void vhost_blk_req_release(struct vhost_blk_req *req)
 	for (i = 0; i < req->nr_pages; i++)
 		__free_page(req->pages[i]);
 	kvfree(req->pages);
+	kvfree(req->bvec);
+	kfree(req->segs);
 	kfree(req->iov);
 	if (req->log != req->inline_log)
 		kfree(req->log);
@@ -308,19 +332,29 @@ static bool vhost_blk_is_ro(struct vhost_blk_vq *bvq,
 			    struct vhost_blk_backend *be)
 {
 	return be->ro || READ_ONCE(bvq->blk->readonly) ||
-	       bdev_read_only(be->bdev) ||
+	       (be->bdev && bdev_read_only(be->bdev)) ||
 	       vhost_has_feature(&bvq->vq, VIRTIO_BLK_F_RO);
 }
 
 /* A sector range the backend can serve, aligned to its logical blocks. */
-static bool vhost_blk_range_ok(struct block_device *bdev, u64 sector,
+static bool vhost_blk_range_ok(struct vhost_blk_backend *be, u64 sector,
 			       u64 nr_sects)
 {
-	u64 capacity = bdev_nr_sectors(bdev);
-	u64 mask = (bdev_logical_block_size(bdev) >> SECTOR_SHIFT) - 1;
+	u64 capacity = be->bdev ? bdev_nr_sectors(be->bdev) : be->nr_sectors;
+	u64 mask = (be->lbs >> SECTOR_SHIFT) - 1;
 
 	return sector <= capacity && nr_sects <= capacity - sector &&
 	       !((sector | nr_sects) & mask);
+}
+
+/* Guest buffers can be handed to the backend as they are (zero copy). */
+static bool vhost_blk_iter_aligned(struct vhost_blk_backend *be,
+				   struct iov_iter *iter)
+{
+	if (be->bdev)
+		return bdev_iter_is_aligned(be->bdev, iter);
+	return be->direct && be->align_bdev &&
+	       bdev_iter_is_aligned(be->align_bdev, iter);
 }
 
 /* Zero-copy: pin the guest pages and point the bios at them. */
@@ -351,13 +385,11 @@ static int vhost_blk_map_iter(struct vhost_blk_req *req, struct block_device *bd
  * can fail for lack of memory happens before the first bio is submitted,
  * so the request can be given back and retried.
  */
-static int vhost_blk_bounce_iter(struct vhost_blk_req *req,
-				 struct block_device *bdev, blk_opf_t opf,
-				 sector_t sector, struct iov_iter *iter)
+static int vhost_blk_bounce_alloc(struct vhost_blk_req *req, bool write,
+				  struct iov_iter *iter)
 {
 	unsigned int i, nr = DIV_ROUND_UP(req->data_len, PAGE_SIZE);
 	u32 left = req->data_len;
-	struct bio *bio = NULL;
 
 	if (!vhost_blk_bounce_get(req->bvq, (size_t)nr << PAGE_SHIFT))
 		return -EAGAIN;
@@ -373,14 +405,28 @@ static int vhost_blk_bounce_iter(struct vhost_blk_req *req,
 		req->nr_pages++;
 	}
 
-	for (i = 0; i < nr; i++) {
+	for (i = 0; write && i < nr; i++) {
 		u32 len = min_t(u32, left, PAGE_SIZE);
 
-		if (op_is_write(opf) &&
-		    copy_page_from_iter(req->pages[i], 0, len, iter) != len)
+		if (copy_page_from_iter(req->pages[i], 0, len, iter) != len)
 			return VIRTIO_BLK_S_IOERR;
 		left -= len;
 	}
+	return VIRTIO_BLK_S_OK;
+}
+
+static int vhost_blk_bounce_iter(struct vhost_blk_req *req,
+				 struct block_device *bdev, blk_opf_t opf,
+				 sector_t sector, struct iov_iter *iter)
+{
+	unsigned int i, nr = DIV_ROUND_UP(req->data_len, PAGE_SIZE);
+	u32 left;
+	struct bio *bio = NULL;
+	int ret;
+
+	ret = vhost_blk_bounce_alloc(req, op_is_write(opf), iter);
+	if (ret != VIRTIO_BLK_S_OK)
+		return ret;
 
 	for (i = 0, left = req->data_len; i < nr; i++) {
 		u32 len = min_t(u32, left, PAGE_SIZE);
@@ -402,6 +448,161 @@ static int vhost_blk_bounce_iter(struct vhost_blk_req *req,
 	return VIRTIO_BLK_S_OK;
 }
 
+/* The last step of a file backend's request (any context). */
+static void vhost_blk_file_done(struct vhost_blk_req *req, long ret,
+				long expected)
+{
+	if (ret != expected)
+		WRITE_ONCE(req->status, ret == -EOPNOTSUPP ?
+			   VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR);
+	vhost_blk_req_put(req);
+}
+
+/* Asynchronous direct I/O on a file completed (usually irq context). */
+static void vhost_blk_iocb_complete(struct kiocb *iocb, long ret)
+{
+	struct vhost_blk_req *req = container_of(iocb, struct vhost_blk_req,
+						 iocb);
+
+	if (iocb->ki_flags & IOCB_WRITE)
+		kiocb_end_write(iocb);
+	vhost_blk_file_done(req, ret, req->data_len);
+}
+
+/* An iterator over the request's bounce pages. */
+static int vhost_blk_bvec_iter(struct vhost_blk_req *req, bool write,
+			       struct iov_iter *iter)
+{
+	u32 left = req->data_len;
+	unsigned int i;
+
+	req->bvec = kvcalloc(req->nr_pages, sizeof(*req->bvec),
+			     GFP_KERNEL_ACCOUNT);
+	if (!req->bvec)
+		return -ENOMEM;
+	for (i = 0; i < req->nr_pages; i++) {
+		u32 len = min_t(u32, left, PAGE_SIZE);
+
+		bvec_set_page(&req->bvec[i], req->pages[i], len, 0);
+		left -= len;
+	}
+	iov_iter_bvec(iter, write ? ITER_SOURCE : ITER_DEST, req->bvec,
+		      req->nr_pages, req->data_len);
+	return 0;
+}
+
+/*
+ * File work that may block, on vhost_blk_wq: buffered reads and writes
+ * (on the bounce pages), fsync, fallocate.  The worker never waits for it.
+ */
+static void vhost_blk_file_work(struct work_struct *work)
+{
+	struct vhost_blk_req *req = container_of(work, struct vhost_blk_req,
+						 work);
+	struct file *file = req->be->file;
+	struct iov_iter iter;
+	long ret = 0, expected = 0;
+	unsigned int i;
+	loff_t pos;
+
+	switch (req->type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		pos = req->sector << SECTOR_SHIFT;
+		expected = req->data_len;
+		iov_iter_bvec(&iter, req->type == VIRTIO_BLK_T_OUT ?
+			      ITER_SOURCE : ITER_DEST, req->bvec, req->nr_pages,
+			      req->data_len);
+		if (req->type == VIRTIO_BLK_T_OUT)
+			ret = vfs_iter_write(file, &iter, &pos,
+					     req->iocb.ki_flags & IOCB_DSYNC ?
+					     RWF_DSYNC : 0);
+		else
+			ret = vfs_iter_read(file, &iter, &pos, 0);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		ret = vfs_fsync(file, 0);
+		break;
+	default:	/* DISCARD, WRITE_ZEROES: checked segments */
+		for (i = 0; i < req->nr_segs && !ret; i++) {
+			struct virtio_blk_discard_write_zeroes *seg = &req->segs[i];
+			u32 flags = le32_to_cpu(seg->flags);
+			int mode = FALLOC_FL_KEEP_SIZE;
+
+			if (req->type == VIRTIO_BLK_T_DISCARD ||
+			    flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
+				mode |= FALLOC_FL_PUNCH_HOLE;
+			else
+				mode |= FALLOC_FL_ZERO_RANGE;
+			if (!seg->num_sectors)
+				continue;
+			ret = vfs_fallocate(file, mode,
+					    le64_to_cpu(seg->sector) << SECTOR_SHIFT,
+					    (loff_t)le32_to_cpu(seg->num_sectors) <<
+					    SECTOR_SHIFT);
+		}
+		break;
+	}
+	vhost_blk_file_done(req, ret, expected);
+}
+
+/* Hand the request to vhost_blk_wq; it holds one reference until done. */
+static u8 vhost_blk_file_queue(struct vhost_blk_req *req,
+			       struct vhost_blk_backend *be)
+{
+	req->be = be;
+	atomic_inc(&req->pending);
+	INIT_WORK(&req->work, vhost_blk_file_work);
+	queue_work(vhost_blk_wq, &req->work);
+	return VIRTIO_BLK_S_OK;
+}
+
+/*
+ * Read or write a file.  O_DIRECT: asynchronous direct I/O from the guest
+ * buffers, or from bounce pages when they are not aligned; the worker
+ * does not wait (a filesystem may still block it briefly, e.g. to
+ * allocate blocks).  Buffered: bounce pages, and the page-cache I/O runs
+ * on vhost_blk_wq.
+ */
+static int vhost_blk_file_rw(struct vhost_blk_req *req,
+			     struct vhost_blk_backend *be, bool write,
+			     bool aligned, struct iov_iter *iter)
+{
+	struct kiocb *iocb = &req->iocb;
+	struct iov_iter biter;
+	ssize_t ret;
+
+	init_sync_kiocb(iocb, be->file);
+	iocb->ki_pos = req->sector << SECTOR_SHIFT;
+	if (write && !vhost_has_feature(&req->bvq->vq, VIRTIO_BLK_F_FLUSH))
+		iocb->ki_flags |= IOCB_DSYNC;
+
+	if (!aligned) {
+		ret = vhost_blk_bounce_alloc(req, write, iter);
+		if (ret != VIRTIO_BLK_S_OK)
+			return ret;
+		ret = vhost_blk_bvec_iter(req, write, &biter);
+		if (ret)
+			return ret;
+		if (!be->direct)
+			return vhost_blk_file_queue(req, be);
+		iter = &biter;
+	}
+
+	iocb->ki_complete = vhost_blk_iocb_complete;
+	atomic_inc(&req->pending);
+	if (write) {
+		iocb->ki_flags |= IOCB_WRITE;
+		kiocb_start_write(iocb);
+		ret = be->file->f_op->write_iter(iocb, iter);
+	} else {
+		ret = be->file->f_op->read_iter(iocb, iter);
+	}
+	if (ret != -EIOCBQUEUED)
+		vhost_blk_iocb_complete(iocb, ret);
+	return VIRTIO_BLK_S_OK;
+}
+
 /*
  * Read or write.  For a read, @iov/@nr are the guest's device-writable
  * buffers (data first), kept if the data has to be bounced.
@@ -417,6 +618,7 @@ static int vhost_blk_rw(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 	struct block_device *bdev = be->bdev;
 	size_t len = iov_iter_count(iter);
 	blk_opf_t opf = REQ_OP_READ;
+	bool aligned;
 	int ret;
 
 	if (write) {
@@ -432,28 +634,30 @@ static int vhost_blk_rw(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 			opf |= REQ_FUA;
 	}
 	if (len > VHOST_BLK_MAX_DATA_BYTES || len % SECTOR_SIZE ||
-	    !vhost_blk_range_ok(bdev, sector, len >> SECTOR_SHIFT))
+	    !vhost_blk_range_ok(be, sector, len >> SECTOR_SHIFT))
 		return VIRTIO_BLK_S_IOERR;
 	if (!len)
 		return VIRTIO_BLK_S_OK;
 	req->data_len = len;
 
-	if (bdev_iter_is_aligned(bdev, iter)) {
-		if (vhost_blk_map_iter(req, bdev, opf, sector, iter))
-			return VIRTIO_BLK_S_IOERR;
-	} else {
-		if (!write) {
-			/* Saved now: vq->iov is reused for the next request. */
-			req->iov = kmemdup(iov, nr * sizeof(*iov),
-					   GFP_KERNEL_ACCOUNT);
-			if (!req->iov)
-				return -ENOMEM;
-			req->iov_cnt = nr;
-		}
-		ret = vhost_blk_bounce_iter(req, bdev, opf, sector, iter);
-		if (ret != VIRTIO_BLK_S_OK)
-			return ret;
+	aligned = vhost_blk_iter_aligned(be, iter);
+	if (!write && !aligned) {
+		/* Saved now: vq->iov is reused for the next request. */
+		req->iov = kmemdup(iov, nr * sizeof(*iov), GFP_KERNEL_ACCOUNT);
+		if (!req->iov)
+			return -ENOMEM;
+		req->iov_cnt = nr;
 	}
+	if (!bdev) {
+		ret = vhost_blk_file_rw(req, be, write, aligned, iter);
+	} else if (aligned) {
+		ret = vhost_blk_map_iter(req, bdev, opf, sector, iter) ?
+		      VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+	} else {
+		ret = vhost_blk_bounce_iter(req, bdev, opf, sector, iter);
+	}
+	if (ret != VIRTIO_BLK_S_OK)
+		return ret;
 	if (!write)
 		req->len += len;
 	return VIRTIO_BLK_S_OK;
@@ -461,13 +665,15 @@ static int vhost_blk_rw(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 
 static u8 vhost_blk_flush(struct vhost_blk_req *req, struct vhost_blk_backend *be)
 {
+	if (!be->bdev)
+		return vhost_blk_file_queue(req, be);
 	vhost_blk_submit(req, bio_alloc(be->bdev, 0, REQ_OP_WRITE | REQ_PREFLUSH,
 					GFP_KERNEL));
 	return VIRTIO_BLK_S_OK;
 }
 
 /* Check one DISCARD or WRITE_ZEROES segment. */
-static u8 vhost_blk_dwz_seg_check(struct block_device *bdev, bool discard,
+static u8 vhost_blk_dwz_seg_check(struct vhost_blk_backend *be, bool discard,
 				  const struct virtio_blk_discard_write_zeroes *seg)
 {
 	u32 flags = le32_to_cpu(seg->flags);
@@ -476,7 +682,7 @@ static u8 vhost_blk_dwz_seg_check(struct block_device *bdev, bool discard,
 	if (discard ? flags : flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
 		return VIRTIO_BLK_S_UNSUPP;
 	if (nr_sects > VHOST_BLK_MAX_DWZ_SECTORS ||
-	    !vhost_blk_range_ok(bdev, le64_to_cpu(seg->sector), nr_sects))
+	    !vhost_blk_range_ok(be, le64_to_cpu(seg->sector), nr_sects))
 		return VIRTIO_BLK_S_IOERR;
 	return VIRTIO_BLK_S_OK;
 }
@@ -510,8 +716,8 @@ static u8 vhost_blk_dwz_seg(struct vhost_blk_req *req, struct block_device *bdev
 	return ret ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 }
 
-static u8 vhost_blk_dwz(struct vhost_blk_req *req, struct vhost_blk_backend *be,
-			bool discard, struct iov_iter *iter)
+static int vhost_blk_dwz(struct vhost_blk_req *req, struct vhost_blk_backend *be,
+			 bool discard, struct iov_iter *iter)
 {
 	struct virtio_blk_discard_write_zeroes seg;
 	size_t len = iov_iter_count(iter);
@@ -525,7 +731,8 @@ static u8 vhost_blk_dwz(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 		return VIRTIO_BLK_S_UNSUPP;
 	if (vhost_blk_is_ro(req->bvq, be))
 		return VIRTIO_BLK_S_IOERR;
-	if (discard && !bdev_max_discard_sectors(be->bdev))
+	if (be->bdev ? discard && !bdev_max_discard_sectors(be->bdev) :
+		       !be->file->f_op->fallocate)
 		return VIRTIO_BLK_S_UNSUPP;
 	if (!nr || len % VHOST_BLK_SEG_BYTES || nr > VHOST_BLK_MAX_DWZ_SEGS)
 		return VIRTIO_BLK_S_IOERR;
@@ -534,12 +741,27 @@ static u8 vhost_blk_dwz(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 	for (i = 0; i < nr; i++) {
 		if (!copy_from_iter_full(&seg, sizeof(seg), &check))
 			return VIRTIO_BLK_S_IOERR;
-		status = vhost_blk_dwz_seg_check(be->bdev, discard, &seg);
+		status = vhost_blk_dwz_seg_check(be, discard, &seg);
 		if (status != VIRTIO_BLK_S_OK)
 			return status;
 		total += le32_to_cpu(seg.num_sectors);
 		if (total > VHOST_BLK_MAX_DWZ_SECTORS)
 			return VIRTIO_BLK_S_IOERR;
+	}
+	if (!be->bdev) {
+		/* Checked copies of the segments for the work item. */
+		req->segs = kmalloc_array(nr, sizeof(seg), GFP_KERNEL_ACCOUNT);
+		if (!req->segs)
+			return -ENOMEM;
+		if (!copy_from_iter_full(req->segs, nr * sizeof(seg), iter))
+			return VIRTIO_BLK_S_IOERR;
+		req->nr_segs = nr;
+		for (i = 0; i < nr; i++) {
+			if (!vhost_has_feature(&req->bvq->vq, VIRTIO_BLK_F_DISCARD))
+				req->segs[i].flags &=
+					~cpu_to_le32(VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+		}
+		return vhost_blk_file_queue(req, be);
 	}
 	for (i = 0; i < nr; i++) {
 		if (!copy_from_iter_full(&seg, sizeof(seg), iter))
@@ -670,6 +892,9 @@ vhost_blk_handle_req(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 	req->bounce = 0;
 	req->iov = NULL;
 	req->iov_cnt = 0;
+	req->bvec = NULL;
+	req->segs = NULL;
+	req->nr_segs = 0;
 	atomic_set(&req->pending, 1);
 	ret = vhost_blk_save_log(req, vq->log, log_num);
 	if (ret)
@@ -983,32 +1208,77 @@ static void vhost_blk_detach(struct vhost_blk *blk)
 	trace_vhost_blk_detach(blk->id, ktime_get_ns() - t0);
 }
 
+/* The device number trace events name the backend by. */
+static dev_t vhost_blk_backend_dev(struct vhost_blk_backend *be)
+{
+	return be->bdev ? be->bdev->bd_dev : file_inode(be->file)->i_sb->s_dev;
+}
+
+/*
+ * A regular file: served through ->read_iter/->write_iter, its size at
+ * attach is the capacity.  Direct I/O needs the logical block size of the
+ * filesystem's device; buffered I/O works in 512-byte sectors.
+ */
+static int vhost_blk_backend_file(struct vhost_blk_backend *be)
+{
+	struct file *file = be->file;
+	struct inode *inode = file_inode(file);
+
+	if (!file->f_op->read_iter || !file->f_op->write_iter) {
+		pr_err_ratelimited("backend file: its filesystem has no read_iter/write_iter\n");
+		return -EOPNOTSUPP;
+	}
+	/* Writes go where the guest says, never to the end of the file. */
+	if (file->f_flags & O_APPEND) {
+		pr_err_ratelimited("backend file opened with O_APPEND\n");
+		return -EINVAL;
+	}
+	be->direct = file->f_flags & O_DIRECT;
+	be->align_bdev = inode->i_sb->s_bdev;
+	be->lbs = SECTOR_SIZE;
+	if (be->direct && be->align_bdev)
+		be->lbs = bdev_logical_block_size(be->align_bdev);
+	be->nr_sectors = round_down(i_size_read(inode) >> SECTOR_SHIFT,
+				    be->lbs >> SECTOR_SHIFT);
+	return 0;
+}
+
 static struct vhost_blk_backend *vhost_blk_backend_open(int fd)
 {
 	struct vhost_blk_backend *be;
 	struct file *file;
+	umode_t mode;
+	int r;
 
 	file = fget(fd);
 	if (!file)
 		return ERR_PTR(-EBADF);
-	if (!S_ISBLK(file_inode(file)->i_mode)) {
-		fput(file);
-		return ERR_PTR(-ENOTBLK);
-	}
+	mode = file_inode(file)->i_mode;
+	r = -ENOTBLK;
+	if (!S_ISBLK(mode) && !S_ISREG(mode))
+		goto err;
 	/* Every device reads: a descriptor without read access is refused. */
-	if (!(file->f_mode & FMODE_READ)) {
-		fput(file);
-		return ERR_PTR(-EBADF);
-	}
+	r = -EBADF;
+	if (!(file->f_mode & FMODE_READ))
+		goto err;
+	r = -ENOMEM;
 	be = kzalloc(sizeof(*be), GFP_KERNEL_ACCOUNT);
-	if (!be) {
-		fput(file);
-		return ERR_PTR(-ENOMEM);
-	}
+	if (!be)
+		goto err;
 	be->file = file;
-	be->bdev = I_BDEV(file->f_mapping->host);
 	be->ro = !(file->f_mode & FMODE_WRITE);
-	return be;
+	if (S_ISBLK(mode)) {
+		be->bdev = I_BDEV(file->f_mapping->host);
+		be->lbs = bdev_logical_block_size(be->bdev);
+		return be;
+	}
+	r = vhost_blk_backend_file(be);
+	if (!r)
+		return be;
+	kfree(be);
+err:
+	fput(file);
+	return ERR_PTR(r);
 }
 
 /*
@@ -1065,8 +1335,8 @@ static int vhost_blk_attach(struct vhost_blk *blk, struct vhost_blk_backend *be)
 		vhost_blk_detach(blk);
 		return r;
 	}
-	trace_vhost_blk_attach(blk->id, MAJOR(be->bdev->bd_dev),
-			       MINOR(be->bdev->bd_dev), be->ro);
+	trace_vhost_blk_attach(blk->id, MAJOR(vhost_blk_backend_dev(be)),
+			       MINOR(vhost_blk_backend_dev(be)), be->ro);
 	/* Serve what the guest queued while no backend was attached. */
 	for (i = 0; i < VHOST_BLK_MAX_VQS; i++)
 		vhost_poll_queue(&blk->vqs[i].vq.poll);
@@ -1315,9 +1585,15 @@ static int __init vhost_blk_init(void)
 {
 	int r;
 
+	vhost_blk_wq = alloc_workqueue("vhost_blk", WQ_UNBOUND | WQ_MEM_RECLAIM,
+				       0);
+	if (!vhost_blk_wq)
+		return -ENOMEM;
 	r = misc_register(&vhost_blk_misc);
-	if (r)
+	if (r) {
 		pr_err("cannot register /dev/vhost-blk: %d\n", r);
+		destroy_workqueue(vhost_blk_wq);
+	}
 	return r;
 }
 module_init(vhost_blk_init);
@@ -1325,6 +1601,7 @@ module_init(vhost_blk_init);
 static void __exit vhost_blk_exit(void)
 {
 	misc_deregister(&vhost_blk_misc);
+	destroy_workqueue(vhost_blk_wq);
 }
 module_exit(vhost_blk_exit);
 

@@ -45,7 +45,9 @@
 /*
  * VHOST_BLK_SET_BACKEND - attach, replace or detach the backing device.
  *
- * Argument: int, a file descriptor of an open block device, or -1.
+ * Argument: int, a file descriptor of an open block device or regular
+ * file (a raw image: its size at attach is the capacity; O_DIRECT gives
+ * direct I/O, without it the page cache is used), or -1.
  * A descriptor opened without write access makes the device read-only;
  * one without read access is refused.  Every virtqueue whose three ring
  * addresses are set is served; all of them, and the dirty log when
@@ -55,7 +57,9 @@
  * guest.  Requests the guest adds while no backend is attached stay in
  * the ring and are served once a backend is attached.
  * Errors: EPERM (not the owner), EBADF (bad fd, or no read access),
- * ENOTBLK (not a block device), EFAULT (bad argument pointer, or a ring
+ * ENOTBLK (neither a block device nor a regular file), EOPNOTSUPP (a file
+ * whose filesystem has no read_iter/write_iter), EINVAL (a file opened
+ * with O_APPEND), EFAULT (bad argument pointer, or a ring
  * or the log outside the caller's address space: nothing is attached),
  * ENOMEM.
  */
