@@ -13,6 +13,7 @@
  *   VBLK_DEV_ERROR      dm "error" target (every I/O fails)
  *   VBLK_DEV_4K         memory-backed null_blk, 4096-byte logical blocks
  *   VBLK_DEV_CACHE      memory-backed null_blk with a volatile write cache
+ *   VBLK_FILE           a file (>= 16 MiB) on ext4, VBLK_FILE_XFS on xfs
  * Documentation/selftests.rst lists what each case covers.
  */
 #ifndef _GNU_SOURCE
@@ -38,6 +39,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 
@@ -733,7 +735,7 @@ TEST_F_TIMEOUT(vb, set_backend_errors, 90)
 	EXPECT_EQ(EBADF, raw_ioctl(c.d.fd, VHOST_BLK_SET_BACKEND, &fd));
 	fd = -2;
 	EXPECT_EQ(EBADF, raw_ioctl(c.d.fd, VHOST_BLK_SET_BACKEND, &fd));
-	reg = open("/proc/self/exe", O_RDONLY);
+	reg = open("/", O_RDONLY | O_DIRECTORY);	/* a directory */
 	ASSERT_LE(0, reg);
 	EXPECT_EQ(ENOTBLK, raw_ioctl(c.d.fd, VHOST_BLK_SET_BACKEND, &reg));
 	ASSERT_EQ(0, pipe(pfd));
@@ -4126,6 +4128,239 @@ TEST_F_TIMEOUT(vb, get_caps, 90)
 	EXPECT_EQ(VHOST_BLK_CAP_EXACT_LOG, caps);
 	EXPECT_EQ(EFAULT, raw_ioctl(fd, VHOST_BLK_GET_CAPS, (void *)8));
 	close(fd);
+}
+
+/* =================================================================== */
+/* regular files as backends                                            */
+/* =================================================================== */
+
+/*
+ * VBLK_FILE: a file of at least 16 MiB on a filesystem with O_DIRECT and
+ * hole punching (10-kselftest.sh makes one on ext4, and VBLK_FILE_XFS one
+ * on xfs when mkfs.xfs exists).  Checks go through pread/pwrite of the file.
+ */
+static const char *need_file(const char *env)
+{
+	const char *p = env_dev(env, NULL);
+
+	return p && !access(p, W_OK) ? p : NULL;
+}
+
+#define NEED_FILE(var, env) do {					\
+	var = need_file(env);						\
+	if (!var)							\
+		SKIP(return, "%s not set: no backing file", env);	\
+} while (0)
+
+static void file_open(struct __test_metadata *_metadata, struct ctx *c,
+		      const char *path, int oflags, uint64_t features)
+{
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+	struct stat st;
+	int err;
+
+	memset(c, 0, sizeof(*c));
+	o.set_features = true;
+	o.features = features;
+	err = vblk_open(&c->d, &o);
+	ASSERT_EQ(0, err) TH_LOG("vblk_open: %s", strerror(-err));
+	c->path = path;
+	c->bfd = open(path, oflags | O_CLOEXEC);
+	ASSERT_LE(0, c->bfd) TH_LOG("open %s: %s", path, strerror(errno));
+	ASSERT_EQ(0, fstat(c->bfd, &st));
+	c->cap = st.st_size / 512;
+	err = vblk_set_backend(&c->d, c->bfd);
+	ASSERT_EQ(0, err) TH_LOG("SET_BACKEND %s: %s", path, strerror(-err));
+}
+
+static void file_check(struct __test_metadata *_metadata, const char *path,
+		       uint64_t sector, size_t len, uint64_t seed, const char *what)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint8_t *b = malloc(len);
+	char why[256];
+
+	ASSERT_LE(0, fd);
+	ASSERT_EQ((ssize_t)len, pread(fd, b, len, sector * 512));
+	EXPECT_EQ(-1, vblk_pattern_check(b, len, sector, seed, why, sizeof(why)))
+		TH_LOG("%s: file %s: %s", what, path, why);
+	close(fd);
+	free(b);
+}
+
+/* Aligned and unaligned writes and reads, a flush; data lands in the file. */
+static void file_rw_cases(struct __test_metadata *_metadata, const char *path,
+			  int oflags)
+{
+	static const struct vblk_layout una = { .offset = 100 };
+	uint64_t seed = new_seed();
+	struct ctx c;
+
+	file_open(_metadata, &c, path, oflags, VBLK_DEFAULT_FEATURES);
+	dev_write(_metadata, &c.d.vq[0], 2048, 65536, seed, NULL);
+	dev_write(_metadata, &c.d.vq[0], 4096, 8192, seed, &una);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, io_status(_metadata, &c.d.vq[0],
+					     VIRTIO_BLK_T_FLUSH, 0, 0, NULL));
+	file_check(_metadata, path, 2048, 65536, seed, "aligned write");
+	file_check(_metadata, path, 4096, 8192, seed, "unaligned write");
+	dev_check(_metadata, &c.d.vq[0], 2048, 65536, seed, NULL, "aligned read");
+	dev_check(_metadata, &c.d.vq[0], 4096, 8192, seed, &una, "unaligned read");
+	ctx_close(&c);
+}
+
+TEST_F_TIMEOUT(vb, file_rw_direct, 120)
+{
+	const char *path;
+
+	NEED_VHOST();
+	NEED_FILE(path, "VBLK_FILE");
+	file_rw_cases(_metadata, path, O_RDWR | O_DIRECT);
+}
+
+TEST_F_TIMEOUT(vb, file_rw_buffered, 120)
+{
+	const char *path;
+
+	NEED_VHOST();
+	NEED_FILE(path, "VBLK_FILE");
+	file_rw_cases(_metadata, path, O_RDWR);
+}
+
+TEST_F_TIMEOUT(vb, file_rw_xfs, 120)
+{
+	const char *path;
+
+	NEED_VHOST();
+	NEED_FILE(path, "VBLK_FILE_XFS");
+	file_rw_cases(_metadata, path, O_RDWR | O_DIRECT);
+	file_rw_cases(_metadata, path, O_RDWR);
+}
+
+/*
+ * Capacity is the size at attach: past it IOERR.  A file truncated while
+ * attached: reads past the new end fail cleanly; attaching again picks
+ * up the new size.
+ */
+TEST_F_TIMEOUT(vb, file_eof_and_truncate, 120)
+{
+	uint64_t seed = new_seed();
+	const char *path;
+	struct stat st;
+	uint64_t cap;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_FILE(path, "VBLK_FILE");
+	file_open(_metadata, &c, path, O_RDWR, VBLK_DEFAULT_FEATURES);
+	cap = c.cap;
+	ASSERT_LE(4096, cap);
+	dev_write(_metadata, &c.d.vq[0], cap - 8, 4096, seed, NULL);
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, io_status(_metadata, &c.d.vq[0],
+						VIRTIO_BLK_T_IN, cap - 7, 4096, NULL));
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, io_status(_metadata, &c.d.vq[0],
+						VIRTIO_BLK_T_IN, cap, 512, NULL));
+
+	ASSERT_EQ(0, ftruncate(c.bfd, (cap / 2) * 512));
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, io_status(_metadata, &c.d.vq[0],
+						VIRTIO_BLK_T_IN, cap - 8, 4096, NULL))
+		TH_LOG("read past the new end of the file");
+	EXPECT_EQ(VIRTIO_BLK_S_OK, io_status(_metadata, &c.d.vq[0],
+					     VIRTIO_BLK_T_IN, 0, 4096, NULL));
+	ASSERT_EQ(0, vblk_set_backend(&c.d, c.bfd));
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, io_status(_metadata, &c.d.vq[0],
+						VIRTIO_BLK_T_OUT, cap / 2, 512, NULL))
+		TH_LOG("write past the size seen at the new attach");
+	ASSERT_EQ(0, fstat(c.bfd, &st));
+	EXPECT_EQ((off_t)(cap / 2) * 512, st.st_size);
+	ASSERT_EQ(0, ftruncate(c.bfd, cap * 512));
+	ctx_close(&c);
+}
+
+/* DISCARD punches a hole (st_blocks drops); WRITE_ZEROES reads back 0. */
+TEST_F_TIMEOUT(vb, file_discard_and_write_zeroes, 120)
+{
+	struct dwz_seg s = { 8192, 2048, 0 };
+	uint64_t seed = new_seed();
+	struct stat before, after;
+	const char *path;
+	uint32_t used;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_FILE(path, "VBLK_FILE");
+	file_open(_metadata, &c, path, O_RDWR | O_DIRECT, VBLK_DEFAULT_FEATURES);
+	dev_write(_metadata, &c.d.vq[0], 8192, 1 << 20, seed, NULL);
+	ASSERT_EQ(0, fsync(c.bfd));
+	ASSERT_EQ(0, fstat(c.bfd, &before));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, dwz(_metadata, &c.d.vq[0], VIRTIO_BLK_T_DISCARD,
+				       &s, 16, &used));
+	ASSERT_EQ(0, fstat(c.bfd, &after));
+	EXPECT_GE(before.st_blocks - 2048, after.st_blocks)
+		TH_LOG("st_blocks %lld -> %lld after discarding 1 MiB",
+		       (long long)before.st_blocks, (long long)after.st_blocks);
+	expect_zero(_metadata, &c, 8192, 4096, "discarded");
+
+	dev_write(_metadata, &c.d.vq[0], 12288, 65536, seed, NULL);
+	s = (struct dwz_seg){ 12288, 128, 0 };
+	EXPECT_EQ(VIRTIO_BLK_S_OK, dwz(_metadata, &c.d.vq[0],
+				       VIRTIO_BLK_T_WRITE_ZEROES, &s, 16, &used));
+	expect_zero(_metadata, &c, 12288, 65536, "write zeroes");
+	ctx_close(&c);
+}
+
+/* A read-only descriptor makes the device read-only; the data is kept. */
+TEST_F_TIMEOUT(vb, file_readonly, 90)
+{
+	struct dwz_seg s = { 100, 8, 0 };
+	const char *path;
+	uint32_t used;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_FILE(path, "VBLK_FILE");
+	file_open(_metadata, &c, path, O_RDONLY, VBLK_DEFAULT_FEATURES);
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, io_status(_metadata, &c.d.vq[0],
+						VIRTIO_BLK_T_OUT, 0, 4096, NULL));
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, dwz(_metadata, &c.d.vq[0],
+					  VIRTIO_BLK_T_DISCARD, &s, 16, &used));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, io_status(_metadata, &c.d.vq[0],
+					     VIRTIO_BLK_T_IN, 0, 4096, NULL));
+	ctx_close(&c);
+}
+
+/*
+ * Neither a block device nor a regular file, no read access, or a file
+ * opened O_APPEND: refused.
+ */
+TEST_F_TIMEOUT(vb, file_refused_types, 90)
+{
+	char fifo[64];
+	const char *path;
+	struct ctx c;
+	int fd;
+
+	NEED_VHOST();
+	NEED_FILE(path, "VBLK_FILE");
+	ctx_open(_metadata, &c, NULL, 1);
+	fd = open("/tmp", O_RDONLY | O_DIRECTORY);
+	EXPECT_EQ(ENOTBLK, raw_ioctl(c.d.fd, VHOST_BLK_SET_BACKEND, &fd));
+	close(fd);
+	snprintf(fifo, sizeof(fifo), "/tmp/vblk-fifo-%d", getpid());
+	ASSERT_EQ(0, mkfifo(fifo, 0600));
+	fd = open(fifo, O_RDWR);
+	EXPECT_EQ(ENOTBLK, raw_ioctl(c.d.fd, VHOST_BLK_SET_BACKEND, &fd));
+	close(fd);
+	unlink(fifo);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	EXPECT_EQ(ENOTBLK, raw_ioctl(c.d.fd, VHOST_BLK_SET_BACKEND, &fd));
+	close(fd);
+	fd = open(path, O_WRONLY);
+	EXPECT_EQ(EBADF, raw_ioctl(c.d.fd, VHOST_BLK_SET_BACKEND, &fd));
+	close(fd);
+	fd = open(path, O_RDWR | O_APPEND);
+	EXPECT_EQ(EINVAL, raw_ioctl(c.d.fd, VHOST_BLK_SET_BACKEND, &fd));
+	close(fd);
+	ctx_close(&c);
 }
 
 TEST_HARNESS_MAIN

@@ -18,6 +18,9 @@
 #	VBLK_DEV_NODISCARD  null_blk memory_backed=1 discard=0
 #	VBLK_DEV_4K         null_blk memory_backed=1 blocksize=4096
 #	VBLK_DEV_CACHE      null_blk memory_backed=1 cache_size=16 (write cache)
+#	VBLK_FILE           a 64 MiB file on ext4 on /dev/ram3
+#	VBLK_FILE_XFS       a 64 MiB file on xfs on a loop device (320 MiB,
+#	                    sparse, in the VM's /tmp)
 # Extra arguments go to the test binary (e.g. -t rw_basic, -l to list);
 # VBLK_KSFT_BIN picks another build of it (e.g. one with sanitizers).
 set -uo pipefail
@@ -28,6 +31,7 @@ SUITE_TIMEOUT=${VBLK_KSFT_TIMEOUT:-1100}
 DELAY_MS=${VBLK_DELAY_MS:-400}
 CFS=/sys/kernel/config/nullb
 PFX=vblkt
+FSDIR=/tmp/vblkt-fs
 
 say() { echo "# 10-kselftest: $*"; }
 
@@ -91,6 +95,24 @@ cleanup() {
 			rmdir "$CFS/$PFX$n" 2>/dev/null
 		fi
 	done
+	umount "$FSDIR/ext4" "$FSDIR/xfs" 2>/dev/null
+	[ -n "${XFS_LOOP:-}" ] && losetup -d "$XFS_LOOP" 2>/dev/null
+	rm -rf "$FSDIR"
+}
+
+# fs_create TYPE DEV - a filesystem on DEV mounted under $FSDIR/TYPE with a
+# 64 MiB file in it; prints the file's path.
+fs_create() {
+	local type=$1 dev=$2 mnt=$FSDIR/$1
+	modprobe -d "${VHOST_BLK_MODROOT:-/}" "$type" 2>/dev/null
+	command -v "mkfs.$type" >/dev/null || { say "no mkfs.$type"; return 1; }
+	local force=-F
+	[ "$type" = xfs ] && force=-f
+	mkdir -p "$mnt" && "mkfs.$type" -q $force "$dev" >/dev/null 2>&1 ||
+		{ say "mkfs.$type $dev failed"; return 1; }
+	mount -t "$type" "$dev" "$mnt" || { say "mount $type failed"; return 1; }
+	dd if=/dev/zero of="$mnt/disk.img" bs=1M count=64 status=none || return 1
+	echo "$mnt/disk.img"
 }
 trap cleanup EXIT
 
@@ -100,6 +122,7 @@ for r in ram0 ram1 ram2; do
 	[ -b /dev/$r ] || say "/dev/$r missing (brd rd_nr>=3 expected)"
 done
 unset VBLK_DEV_DELAY VBLK_DEV_DELAY_UNDER VBLK_DEV_ERROR VBLK_DEV_DISCARD VBLK_DEV_NODISCARD VBLK_DEV_4K VBLK_DEV_CACHE
+unset VBLK_FILE VBLK_FILE_XFS
 if [ -b /dev/ram2 ]; then
 	sz=$(blockdev --getsz /dev/ram2)
 	d=$(dm_create "$PFX-delay" "0 $sz delay /dev/ram2 0 $DELAY_MS") &&
@@ -110,7 +133,18 @@ d=$(nullb_create "${PFX}disc" blocksize=512 discard=1) && export VBLK_DEV_DISCAR
 d=$(nullb_create "${PFX}nodisc" blocksize=512 discard=0) && export VBLK_DEV_NODISCARD=$d
 d=$(nullb_create "${PFX}4k" blocksize=4096) && export VBLK_DEV_4K=$d
 d=$(nullb_create "${PFX}cache" blocksize=512 cache_size=16) && export VBLK_DEV_CACHE=$d
+# File backends: ext4 on /dev/ram3; xfs on a half of it is too small
+# (xfs wants 300 MiB), so xfs gets a sparse 320 MiB file on the ext4.
+if [ -b /dev/ram3 ]; then
+	f=$(fs_create ext4 /dev/ram3) && export VBLK_FILE=$f
+fi
+mkdir -p "$FSDIR"
+if modprobe -d "${VHOST_BLK_MODROOT:-/}" loop 2>/dev/null; truncate -s 320M "$FSDIR/xfs.img" &&
+   XFS_LOOP=$(losetup -f --show "$FSDIR/xfs.img" 2>/dev/null); then
+	f=$(fs_create xfs "$XFS_LOOP") && export VBLK_FILE_XFS=$f
+fi
 say "binary $bin"
+say "files: ext4=${VBLK_FILE:-none} xfs=${VBLK_FILE_XFS:-none}"
 say "backends: ram=$VBLK_DEV_RAM ram2=$VBLK_DEV_RAM2 delay=${VBLK_DEV_DELAY:-none} error=${VBLK_DEV_ERROR:-none} discard=${VBLK_DEV_DISCARD:-none} nodiscard=${VBLK_DEV_NODISCARD:-none} 4k=${VBLK_DEV_4K:-none} cache=${VBLK_DEV_CACHE:-none}"
 
 # ---- run + normalise TAP ------------------------------------------------
