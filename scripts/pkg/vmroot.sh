@@ -56,7 +56,7 @@ vr_setup()
 vr_run()
 {
 	chroot "$VR_ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
-		PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
+		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
 }
 
 vr_modtree()

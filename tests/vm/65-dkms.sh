@@ -1,0 +1,316 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# 65-dkms.sh - the Debian packages of "make deb" and the commands of
+# Documentation/admin-guide.rst, in the 6.1 VM (VM suite, TAP; on other
+# lines it reports a skip plan).
+#
+# In an overlay root (scripts/pkg/vmroot.sh) that looks like a Debian
+# system with two kernels' headers (/lib/modules/<abi>/build links to the
+# cached headers of the running 6.1 kernel and of 6.12) and their sources
+# unpacked in /usr/src/linux-source-X.Y/ (the files the project takes from
+# Debian's linux-source packages are in the kernel cache; that the build
+# finds vhost.h in the package's tarball is tested on the host, by
+# tests/host/65-dkms-build.sh: under TCG the extraction takes minutes):
+#   - every block of the admin guide runs, in document order, as root or
+#     as the users alice (in kvm) and bob (not), with the project's QEMU as
+#     qemu-system-x86_64 (scripts/pkg/doc-blocks.py extracts them; a block
+#     without an ".. admin-test:" tag fails the suite).  Its "install"
+#     block installs vhost-blk-dkms with apt-get: Debian's dkms builds and
+#     installs the module for the running kernel;
+#   - modprobe loaded that build (srcversion), /dev/vhost-blk opens;
+#   - the kernel's header_postinst.d hook (what installing a headers
+#     package runs) makes dkms build it for 6.12;
+#   - the guide's "remove" block purges it: gone from both kernels, and no
+#     file left behind (the overlay's upper layer is compared with its
+#     state before the installation);
+#   - vhost-blk-qemu-patches installs the series and purges cleanly.
+# At the end vhost_blk (the build/<abi> one) is loaded again.
+set -u
+REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
+KO=${VHOST_BLK_BUILD:-}/vhost_blk.ko
+ABI=${VHOST_BLK_ABI:-$(uname -r)}
+CACHE=${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}
+DOC=$REPO/Documentation/admin-guide.rst
+if [ "${VHOST_BLK_LINE:-}" != 6.1 ]; then
+	echo "1..0 # SKIP the package suite runs on the 6.1 line only"
+	exit 0
+fi
+# shellcheck source=scripts/pkg/vmroot.sh
+. "$REPO/scripts/pkg/vmroot.sh"
+n=0
+fails=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
+# t NAME CMD...: one case from CMD's status, its output as comments
+t() {
+	local name=$1 out rc t0=$SECONDS
+	shift
+	out=$("$@" 2>&1)
+	rc=$?
+	[ -n "$out" ] && sed 's/^/# /' <<<"$out" | tail -20
+	echo "# $((SECONDS - t0)) s"
+	if [ $rc -eq 0 ]; then ok "$name"; else notok "$name (rc $rc)"; fi
+	return $rc
+}
+loaded() { grep -q '^vhost_blk ' /proc/modules; }
+UDEVD=0
+cleanup() {
+	[ "$UDEVD" = 1 ] && vr_run /run/vbudev/udevadm control --exit >/dev/null 2>&1
+	UDEVD=0
+	if [ -n "$VR_DIR" ] && pgrep -f qemu-system >/dev/null; then
+		pkill -f qemu-system
+		sleep 1
+	fi
+	vr_teardown
+	dmsetup remove vm1-disk 2>/dev/null
+	dmsetup remove vm2-disk 2>/dev/null
+	loaded || insmod "$KO" || echo "# could not load $KO again"
+}
+finish() {
+	cleanup
+	echo "1..$n"
+	[ "$fails" -eq 0 ]
+	exit $?
+}
+trap cleanup EXIT
+
+DEBDIR=$REPO/build/deb
+DKMS_DEB=$(ls "$DEBDIR"/vhost-blk-dkms_*_all.deb 2>/dev/null | tail -n1)
+QEMU_DEB=$(ls "$DEBDIR"/vhost-blk-qemu-patches_*_all.deb 2>/dev/null | tail -n1)
+K61=$CACHE/kernels/$ABI
+K612=$(readlink -f "$CACHE/kernels/line-6.12")
+ABI2=${K612##*/}
+QEMU=$(sed -n 's/^QEMU=//p' "$CACHE/l2.env" 2>/dev/null)
+t "inputs: make deb, 6.12 headers, QEMU (tests/prepare.d)" \
+	test -f "$DKMS_DEB" -a -f "$QEMU_DEB" -a -d "$K612/build/include" -a -x "$QEMU" || finish
+VER=$(dpkg-deb -f "$DKMS_DEB" Version)
+BLOCKS=/tmp/vb-admin-blocks
+rm -rf "$BLOCKS"
+mapfile -t blocks < <("$REPO/scripts/pkg/doc-blocks.py" "$DOC" "$BLOCKS")
+t "admin-guide.rst: every code block is tagged (${#blocks[@]} blocks)" \
+	"$REPO/scripts/pkg/doc-blocks.py" "$DOC" "$BLOCKS" || finish
+
+if vr_setup /tmp/vb-dkms; then ok "overlay root"; else notok "overlay root"; finish; fi
+root=$VR_ROOT
+# Two kernels as the headers packages would leave them: the modules (only
+# drivers/vhost, see vr_modtree) and the build link.
+kernel_tree() {
+	local abi=$1 kdir=$2 src
+	src=$kdir/modules/lib/modules/$abi
+	mkdir -p "$root/lib/modules/$abi/kernel/drivers"
+	ln -s "$src/kernel/drivers/vhost" "$root/lib/modules/$abi/kernel/drivers/vhost"
+	cp "$src"/modules.order "$src"/modules.builtin* "$root/lib/modules/$abi/"
+	ln -s "$kdir/build" "$root/lib/modules/$abi/build"
+	vr_run depmod "$abi"
+}
+t "kernel trees $ABI and $ABI2 with their headers" \
+	eval 'kernel_tree "$ABI" "$K61" && kernel_tree "$ABI2" "$K612"' || finish
+# The kernels' sources, unpacked by an administrator.
+for l in 6.1:$K61 6.12:$K612; do
+	mkdir -p "$root/usr/src/linux-source-${l%%:*}/drivers"
+	cp -r "${l#*:}/src/drivers/vhost" "$root/usr/src/linux-source-${l%%:*}/drivers/"
+done
+
+# The machine the guide speaks of: group kvm (udev's postinst creates it)
+# owning /dev/kvm (udev's rule), users alice and bob, two logical volumes,
+# the project's QEMU as qemu-system-x86_64.
+machine() {
+	local sectors
+	vr_run getent group kvm >/dev/null || vr_run groupadd --system kvm || return 1
+	vr_run useradd -M -d /tmp alice && vr_run useradd -M -d /tmp bob || return 1
+	modprobe -d "$VHOST_BLK_MODROOT" kvm_amd 2>/dev/null ||
+		modprobe -d "$VHOST_BLK_MODROOT" kvm_intel || return 1
+	vr_run chgrp kvm /dev/kvm && chmod 660 /dev/kvm || return 1
+	sectors=$(blockdev --getsz /dev/ram1) || return 1
+	# No udev in the VM: make the /dev/mapper nodes ourselves.
+	dmsetup create vm1-disk --noudevsync --table "0 $sectors linear /dev/ram1 0" &&
+		dmsetup create vm2-disk --noudevsync --table "0 $sectors linear /dev/ram2 0" &&
+		dmsetup mknodes vm1-disk && dmsetup mknodes vm2-disk || return 1
+	# The cache may be under root's home, closed to alice: a copy of the
+	# binary (firmware from Debian's qemu-system-data and seabios).
+	install -D -m 755 "$QEMU" "$root/usr/local/lib/vhost-blk-test/qemu-system-x86_64" &&
+	printf '#!/bin/sh\nexec %s -L /usr/share/qemu -L /usr/share/seabios "$@"\n' \
+		/usr/local/lib/vhost-blk-test/qemu-system-x86_64 \
+		>"$root/usr/local/bin/qemu-system-x86_64" &&
+		chmod 755 "$root/usr/local/bin/qemu-system-x86_64"
+}
+# dpkg's database, as it is now: copied into the overlay, and read again
+# while it does not parse (the host may be installing packages right now).
+dpkg_db() {
+	local i
+	for i in 1 2 3 4 5 6; do
+		cp /var/lib/dpkg/status "$root/var/lib/dpkg/status" &&
+			vr_run dpkg --audit >/dev/null 2>&1 &&
+			vr_run dpkg-query -W dkms >/dev/null 2>&1 && return 0
+		sleep 5
+	done
+	return 1
+}
+t "dpkg database (with dkms) readable" dpkg_db || finish
+t "users alice (kvm) and bob, /dev/kvm, /dev/mapper/vm1-disk, vm2-disk, QEMU" machine ||
+	finish
+
+# What the overlay's upper layer holds that the host root does not have:
+# directories that exist below are only copied up.  Logs, dpkg's and apt's
+# state, depmod's indexes and dkms's signing key are expected to change.
+snapshot() {
+	(cd "$VR_DIR/upper" && find . \( -path ./var/log -o -path ./var/cache -o \
+		-path ./var/lib/dpkg -o -path ./var/lib/apt -o -path ./tmp -o -path ./run -o \
+		-name 'modules.*' -o -path './var/lib/dkms/mok.*' \) -prune -o -print | sort |
+		while read -r p; do
+			[ -d "$VR_DIR/upper/$p" ] && [ -d "/$p" ] && continue
+			echo "$p"
+		done)
+}
+snapshot >/tmp/vb-dkms.before
+
+# as USER CMD: run CMD (a shell command line) in the overlay as USER.
+as() {
+	local user=$1
+	shift
+	if [ "$user" = root ]; then
+		vr_run bash -c "cd '$DEBDIR' && $1"
+	else
+		vr_run setpriv --reuid="$user" --regid="$user" --init-groups \
+			env HOME=/tmp USER="$user" bash -c "cd /tmp && $1"
+	fi
+}
+# Wait (bounded) until no QEMU of the guide's users runs any more.
+qemu_gone() {
+	local i
+	for i in $(seq 100); do
+		pgrep -f qemu-system >/dev/null || return 0
+		sleep 0.2
+	done
+	return 1
+}
+# The qemu:arg values of the guide's domain XML, run as alice with what
+# the domain says (machine, memory, vCPUs) the way libvirt would.
+libvirt_block() {
+	local d=$1 cmd
+	xmllint --noout "$d/text" || return 1
+	cmd=$(python3 - "$d/text" <<'EOF'
+import shlex, sys
+import xml.etree.ElementTree as ET
+ns = {"q": "http://libvirt.org/schemas/domain/qemu/1.0"}
+dom = ET.parse(sys.argv[1]).getroot()
+args = [a.get("value") for a in dom.findall("q:commandline/q:arg", ns)]
+emu = dom.find("devices/emulator").text
+machine = dom.find("os/type").get("machine")
+accel = "kvm" if dom.get("type") == "kvm" else "tcg"
+# libvirt always adds -nodefaults.
+print(shlex.join([emu, "-nodefaults", "-machine", machine + ",accel=" + accel, "-cpu", "host",
+                  "-m", dom.find("memory").text, "-smp", dom.find("vcpu").text,
+                  "-display", "none", "-daemonize", "-pidfile", "/tmp/vm1.pid"] + args))
+EOF
+) || return 1
+	echo "$cmd"
+	as alice "$cmd" && as alice 'kill $(cat /tmp/vm1.pid)' && qemu_gone
+}
+RAN=0
+# run_group GROUP: every block of that group, in document order.
+run_group() {
+	local group=$1 b d mode prompt cmd user out rc all e
+	for b in "${blocks[@]}"; do
+		case "$b" in [0-9]*-"$group"-*) ;; *) continue ;; esac
+		d=$BLOCKS/$b
+		mode=${b##*-}
+		RAN=$((RAN + 1))
+		if [ "$mode" = xml ]; then
+			t "admin-guide $b: domain XML well formed, its qemu:arg values start QEMU" \
+				libvirt_block "$d"
+			continue
+		fi
+		all=""
+		while IFS=$'\t' read -r prompt cmd; do
+			user=root
+			[ "$prompt" = '$' ] && user=alice
+			[ "$prompt" = '$' ] && [ "$mode" = other ] && user=bob
+			[ "$mode" = simulate ] && cmd=${cmd/apt-get /apt-get -s }
+			out=$(as "$user" "$cmd" 2>&1)
+			rc=$?
+			all+=$out$'\n'
+			sed 's/^/# /' <<<"$out" | tail -12
+			if [ "$user" = bob ]; then
+				[ $rc -ne 0 ] && ok "admin-guide $b ($user, fails): $cmd" ||
+					notok "admin-guide $b ($user, must fail): $cmd"
+			elif [ $rc -eq 0 ]; then
+				ok "admin-guide $b ($user): $cmd"
+			else
+				notok "admin-guide $b ($user): $cmd (rc $rc)"
+			fi
+		done <"$d/cmds"
+		while IFS= read -r e; do
+			if grep -qxF -- "$e" <<<"$all"; then
+				ok "admin-guide $b: output has '$e'"
+			else
+				notok "admin-guide $b: output has '$e'"
+			fi
+		done <"$d/expect"
+		grep -q qemu-system "$d/cmds" && { qemu_gone || notok "admin-guide $b: QEMU still running"; }
+	done
+}
+
+# udevd, as on any Debian system: it applies the rule the package installs
+# to the node that loading the module creates.
+udevd() {
+	local udev
+	udev=$("$REPO/scripts/pkg/udev.sh" --cached) || return 1
+	mkdir -p "$root/run/vbudev"
+	ln -s "$udev/bin/udevadm" "$root/run/vbudev/systemd-udevd"
+	ln -s "$udev/bin/udevadm" "$root/run/vbudev/udevadm"
+	vr_run /run/vbudev/systemd-udevd --daemon
+}
+t "udevd started" udevd && UDEVD=1
+
+t "rmmod vhost_blk" rmmod vhost_blk || finish
+run_group install
+t "dkms status: installed for $ABI" \
+	eval 'vr_run dkms status -m vhost-blk -v "$VER" -k "$ABI" | grep -q ": installed"'
+run_group load
+vr_run /run/vbudev/udevadm settle --timeout=20 >/dev/null 2>&1
+t "/dev/vhost-blk: group kvm, mode 0660 (the package's udev rule)" \
+	eval '[ "$(vr_run stat -c "%G %a" /dev/vhost-blk)" = "kvm 660" ]'
+dkms_ko=$(vr_run modinfo -n vhost_blk 2>&1)
+echo "# modinfo -n: $dkms_ko"
+t "the loaded module is the dkms build in /lib/modules/$ABI/updates/dkms/ (srcversion)" \
+	eval 'case "$dkms_ko" in /lib/modules/$ABI/updates/dkms/vhost_blk.ko*) ;; *) false ;; esac &&
+	[ "$(vr_run modinfo -F srcversion vhost_blk)" = "$(cat /sys/module/vhost_blk/srcversion)" ]'
+t "the udev rule is installed" test -f "$root/lib/udev/rules.d/60-vhost-blk.rules"
+run_group perms
+run_group qemu
+run_group libvirt
+run_group trouble
+
+t "a new kernel's headers: dkms builds for $ABI2 (header_postinst.d hook)" \
+	vr_run /etc/kernel/header_postinst.d/dkms "$ABI2"
+ko2=$(ls "$root/lib/modules/$ABI2/updates/dkms/"vhost_blk.ko* 2>/dev/null | head -n1)
+t "... /lib/modules/$ABI2/updates/dkms/vhost_blk.ko built for $ABI2" \
+	eval '[ -n "$ko2" ] && vr_run modinfo -F vermagic "${ko2#"$root"}" | grep -q "^$ABI2 "'
+
+run_group remove
+t "no vhost_blk module, source or dkms state left" \
+	eval '! ls -d "$root"/lib/modules/*/updates/dkms/vhost_blk* "$root"/usr/src/vhost-blk-* \
+		"$root"/var/lib/dkms/vhost-blk 2>/dev/null | grep .'
+t "modules.dep of both kernels no longer names vhost_blk" \
+	eval '! grep -l vhost_blk "$root/lib/modules/$ABI/modules.dep" "$root/lib/modules/$ABI2/modules.dep"'
+snapshot >/tmp/vb-dkms.after
+t "no file left behind (overlay upper layer as before the install)" \
+	diff /tmp/vb-dkms.before /tmp/vb-dkms.after
+t "every admin-guide block ran ($RAN of ${#blocks[@]})" test "$RAN" -eq "${#blocks[@]}"
+
+before=$(snapshot)
+t "dpkg -i $(basename "$QEMU_DEB")" vr_run dpkg -i "$QEMU_DEB"
+same_patches() {
+	local p
+	for p in "$REPO"/qemu-patches/*.patch; do
+		cmp "$p" "$root/usr/share/vhost-blk/qemu-patches/${p##*/}" || return 1
+	done
+	(cd "$REPO/qemu-patches" && ls ./*.patch | sed 's|^\./||') |
+		diff - "$root/usr/share/vhost-blk/qemu-patches/series"
+}
+t "... the series, as in qemu-patches/" same_patches
+t "dpkg --purge vhost-blk-qemu-patches leaves nothing" \
+	eval 'vr_run dpkg --purge vhost-blk-qemu-patches && diff <(echo "$before") <(snapshot)'
+finish
