@@ -9,16 +9,12 @@
 # events must be there too.
 #   VHOST_BLK_TRACE_SECONDS  stress duration (default 10)
 set -u
-REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
-TOOL=$REPO/build/tools/vblk_stress
+. "$(dirname "$0")/../../scripts/lib.sh"
+TOOL=$VB_REPO/build/tools/vblk_stress
 SECS=${VHOST_BLK_TRACE_SECONDS:-10}
 DEV=/dev/ram2
 T=/sys/kernel/tracing
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
-finish() { echo "1..$n"; [ "$fails" -eq 0 ]; exit $?; }
+finish() { tap_done; exit $?; }
 
 [ -d $T/events ] || mount -t tracefs nodev $T 2>/dev/null
 if [ ! -x "$TOOL" ] || [ ! -d $T/events/vhost_blk ]; then
