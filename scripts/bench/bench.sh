@@ -106,8 +106,19 @@ mkdir -p "$out"
 raw=$out/raw
 rm -rf "$raw"
 mkdir -p "$raw"
-plugins="$TOOLS/vbcount.so $TOOLS/libbb.so,inline=on"
-[ "$profile" = 1 ] && plugins="$TOOLS/vbcount.so,profile=on $TOOLS/libbb.so,inline=on"
+# One TCG thread per L1 vCPU: with one thread for all of them (vm-run.sh's
+# default) a vCPU that does not halt keeps the others off the host CPU
+# for TCG's 100 ms round-robin period, and the nested guest's I/O, which
+# crosses vCPUs (guest vCPU -> vhost worker or QEMU thread -> guest vCPU),
+# stalled at a few I/Os per second.  Several threads need per-vCPU counts.
+export VHOST_BLK_TCG_THREAD=${VHOST_BLK_TCG_THREAD:-multi}
+if [ "$VHOST_BLK_TCG_THREAD" = multi ]; then
+	vbopts=,percpu=on bbopts=''
+else
+	vbopts='' bbopts=,inline=on
+fi
+[ "$profile" = 1 ] && vbopts="$vbopts,profile=on"
+plugins="$TOOLS/vbcount.so$vbopts $TOOLS/libbb.so$bbopts"
 set +e
 VB_BENCH_PLUGINS=$plugins VB_BENCH_PLUGIN_LOG=$raw/plugin.log \
 	VHOST_BLK_QEMU=$REPO/scripts/bench/l1-qemu.sh VHOST_BLK_ACCEL=tcg \
