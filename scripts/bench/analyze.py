@@ -296,7 +296,9 @@ def ratios(results):
         row = {"device": k[0], "workload": k[1], "queues": k[2]}
         for other in ("iothread", "aio-native", "vhost-user", "native"):
             o = d.get(other)
-            if o and o["insn_per_io"] and v["insn_per_io"]:
+            # A non-positive estimate means the background swamped the
+            # per-I/O part: no ratio from it.
+            if o and (o["insn_per_io"] or 0) > 0 and (v["insn_per_io"] or 0) > 0:
                 row["insn_vs_" + other] = v["insn_per_io"] / o["insn_per_io"]
             if o and o["iops"] and v["iops"]:
                 row["iops_vs_" + other] = v["iops"] / o["iops"]
