@@ -67,6 +67,9 @@ if [ -z "${GUEST_KERNEL:-}" ] && [ -r "$VHOST_BLK_CACHE/l2.env" ]; then
 	set +a
 fi
 echo "${QEMU:-} ${GUEST_KERNEL:-} ${GUEST_INITRD:-}" >"$OUT/l2-guest"
+# The L2 guest under KVM (scripts/guest/l2.sh's knob; it falls back to
+# TCG only when told so or when /dev/kvm does not work).
+export VHOST_BLK_L2_ACCEL=${VHOST_BLK_L2_ACCEL:-kvm}
 cat /proc/kallsyms >"$OUT/kallsyms"
 cat /proc/modules >"$OUT/modules"
 uname -r >"$OUT/l1-kernel"
