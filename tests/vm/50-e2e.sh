@@ -8,29 +8,37 @@
 # Nested boots are expensive, so ONE QEMU run (2 vCPUs) covers the guest
 # cases: scripts/guest/l2.sh boots the tiny guest with five vhost-blk-pci
 # disks and runs a list of steps that print one L2-RESULT line per case:
-#   vda  /dev/ram0, 1 queue      serial (GET_ID), fio write+verify 4k and
-#                                mixed block sizes, a pattern L1 reads back
+#   vda  /dev/ram0, 1 queue      serial (GET_ID), queue limits from the
+#                                fixed config (seg_max, size_max, write-
+#                                zeroes), fio write+verify 4k, mixed block
+#                                sizes and 4 MiB requests, a pattern L1
+#                                reads back
 #   vdb  null_blk with a write   fsync -> FLUSH must reach the backend
 #        cache, 1 queue          (flush counter of its /sys/block/*/stat)
 #   vdc  /dev/ram2, readonly=on  RO flag, writes rejected, backend unchanged
-#   vdd  /dev/ram1, 2 queues     fio write+verify, one job per queue
+#   vdd  /dev/ram1, 4 queues     fio write+verify, one job per queue of
+#                                the two the guest uses (2 vCPUs)
 #   vda  again                   fio write+verify while L1 does stop /
 #                                cont on the QMP monitor (data plane
-#                                drained and restarted under I/O); then a
-#                                migration attempt must hit the blocker
-#   vde  /dev/ram3, 1 queue      ext4: mkfs, files, sync, fsck -n, then a
-#                                guest reboot (device reset + restart in
-#                                the same QEMU), fsck -n and checksums
+#                                drained and restarted under I/O; the stop
+#                                flushes vdb's backend); then, with a
+#                                module that lacks VHOST_BLK_CAP_EXACT_LOG,
+#                                a migration attempt must hit the blocker
+#   vde  /dev/ram3, 1 queue      ext4: mkfs, files, sync, fsck -n, then
+#                                L1 does system_reset while fio runs on
+#                                vdd's two queues (device reset + restart
+#                                in the same QEMU); fsck -n and checksums
 # Then, without a guest: QEMU accepts pre-opened backendfd=/vhostfd=, and
-# fails with its message on a bad backend path, num-queues=17 and a
-# missing /dev/vhost-blk.
+# fails with its message on a bad backend path, num-queues=17,
+# logical_block_size=3000 and a missing /dev/vhost-blk; QEMU's copies of
+# the module's limits equal <linux/vhost_blk.h>.
 set -uo pipefail
 
 REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
 CACHE=${VB_CACHE:-${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}}
 L2=$REPO/scripts/guest/l2.sh
 OUT=${E2E_OUT:-${VHOST_BLK_OUT:-/tmp}/e2e}
-PLAN=24
+PLAN=30
 mkdir -p "$OUT"
 
 n=0
@@ -74,6 +82,7 @@ bail() {
 [ -r "$CACHE/l2.env" ] ||
 	bail "QEMU/guest not built ($CACHE/l2.env missing: tests/prepare.d/50-qemu-guest.sh)"
 . "$CACHE/l2.env"
+QEMU=${VHOST_BLK_QEMU_L2:-$QEMU}	# a QEMU build of one's own
 export QEMU GUEST_KERNEL GUEST_INITRD
 [ -c /dev/vhost-blk ] || bail "/dev/vhost-blk missing (vhost_blk not loaded)"
 for d in ram0 ram1 ram2 ram3; do
@@ -124,11 +133,26 @@ if mount -t ext4 -o ro /dev/vde /mnt 2>/dev/null && [ -e /mnt/PHASE1 ]; then
 else
 	umount /mnt 2>/dev/null
 	check serial-get-id sh -c '[ "$(cat /sys/block/vda/serial)" = e2e-serial-1 ]'
+	# seg_max 64 x size_max 64 KiB = VHOST_BLK_MAX_DATA_BYTES, whatever
+	# the guest's page size; write zeroes: VHOST_BLK_MAX_DWZ_SECTORS
+	q=/sys/block/vda/queue
+	log "vda: max_segments $(cat $q/max_segments) max_segment_size" \
+		"$(cat $q/max_segment_size) logical_block_size" \
+		"$(cat $q/logical_block_size) write_zeroes_max_bytes" \
+		"$(cat $q/write_zeroes_max_bytes)"
+	check config-limits sh -c "[ \$(cat $q/max_segments) = 64 ] &&
+		[ \$(cat $q/max_segment_size) = 65536 ] &&
+		[ \$(cat $q/logical_block_size) = 512 ] &&
+		[ \$(cat $q/physical_block_size) = 512 ] &&
+		[ \$(cat $q/write_zeroes_max_bytes) = 33554432 ]"
 	check fio-verify-4k-1q $FIO --name=a --filename=/dev/vda --rw=randwrite \
 		--bs=4k --iodepth=16 --size=512K
 	check fio-verify-mixed-bs $FIO --name=b --filename=/dev/vda --offset=16M \
 		--rw=randwrite --bssplit=512/10:4k/40:16k/25:64k/15:256k/10 \
 		--iodepth=8 --size=512K
+	echo 4096 >/sys/block/vda/queue/max_sectors_kb
+	check fio-verify-4m-requests $FIO --name=big --filename=/dev/vda \
+		--offset=4M --rw=write --bs=4M --iodepth=2 --size=8M
 	# guest writes, L1 reads back (1 MiB at 32 MiB of vda)
 	dd if=/dev/urandom of=/tmp/pattern bs=64k count=16 2>/dev/null
 	echo "L2-SHA $(sha256sum /tmp/pattern | cut -d' ' -f1)"
@@ -154,7 +178,13 @@ else
 	umount /mnt
 	check ext4-fsck e2fsck -fn /dev/vde
 	mount -t ext4 /dev/vde /mnt && touch /mnt/PHASE1 && umount /mnt && sync
-	log "rebooting the guest"
+	# L1 resets the machine (system_reset) while fio runs on two queues
+	echo "L2-RESET-ME"
+	fio --direct=1 --ioengine=libaio --name=rst --filename=/dev/vdd \
+		--rw=randwrite --bs=4k --iodepth=16 --numjobs=2 --size=2M \
+		--offset_increment=4M --time_based --runtime=600 \
+		--cpus_allowed_policy=split --cpus_allowed=0-1 >/dev/null 2>&1
+	log "no system_reset came"
 	reboot -f
 	sleep 60
 fi
@@ -164,8 +194,24 @@ STEPS
 # the VM on the monitor for a few seconds, resume it, then try to migrate.
 QMP=/tmp/e2e-qmp.$$.sock
 qmp_script() {
-	python3 - "$QMP" <<'PY'
-import json, socket, sys, time
+	python3 - "$QMP" "/sys/block/$(basename "${nullb_dev:-none}")/stat" \
+		"$OUT/serial.log" <<'PY'
+import fcntl, json, os, socket, struct, sys, time
+# VHOST_BLK_GET_CAPS = _IOR(VHOST_VIRTIO, 0x53, __u64)
+try:
+    fd = os.open("/dev/vhost-blk", os.O_RDWR)
+    caps = struct.unpack("Q", fcntl.ioctl(fd, 0x8008AF53, bytes(8)))[0]
+    os.close(fd)
+except OSError:
+    caps = 0
+EXACT_LOG = caps & 1
+print("QMP-CAPS", caps)
+def flushes():
+    try:
+        with open(sys.argv[2]) as f:
+            return int(f.read().split()[15])	# field 16: flush I/Os
+    except (OSError, IndexError, ValueError):
+        return -1
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(120)
 s.connect(sys.argv[1])
@@ -184,15 +230,28 @@ def cmd(name, args=None):
     return reply()
 reply()
 cmd("qmp_capabilities")
+before = flushes()
 r = cmd("stop")
 print("QMP-STOP", "ok" if "return" in r else r)
 time.sleep(5)
 r = cmd("query-status")
 print("QMP-STATUS", r.get("return", {}).get("status"))
+print("QMP-FLUSHES", before, flushes())
 r = cmd("cont")
 print("QMP-CONT", "ok" if "return" in r else r)
-r = cmd("migrate", {"uri": "exec:cat >/dev/null"})
-print("QMP-MIGRATE", json.dumps(r))
+if not EXACT_LOG:
+    r = cmd("migrate", {"uri": "exec:cat >/dev/null"})
+    print("QMP-MIGRATE", json.dumps(r))
+sys.stdout.flush()
+# system_reset once the guest runs fio on vdd's queues
+for _ in range(1200):
+    with open(sys.argv[3], errors="replace") as log:
+        if "L2-RESET-ME" in log.read():
+            break
+    time.sleep(1)
+time.sleep(10)	# fio starts slowly in the nested guest
+r = cmd("system_reset")
+print("QMP-RESET", "ok" if "return" in r else r)
 PY
 }
 (
@@ -210,7 +269,7 @@ qmp_pid=$!
 	-device vhost-blk-pci,backend=/dev/ram0,serial=e2e-serial-1,num-queues=1 \
 	-device "vhost-blk-pci,backend=${nullb_dev:-/dev/null},num-queues=1" \
 	-device vhost-blk-pci,backend=/dev/ram2,readonly=on,num-queues=1 \
-	-device vhost-blk-pci,backend=/dev/ram1,num-queues=2 \
+	-device vhost-blk-pci,backend=/dev/ram1,num-queues=4 \
 	-device vhost-blk-pci,backend=/dev/ram3,num-queues=1 2>"$OUT/l2.err"
 rc=$?
 diag <"$OUT/l2.err"
@@ -218,8 +277,8 @@ kill "$qmp_pid" 2>/dev/null
 wait "$qmp_pid" 2>/dev/null
 rm -f "$QMP"
 
-results "$OUT/serial.log" serial-get-id fio-verify-4k-1q fio-verify-mixed-bs \
-	guest-write-for-l1
+results "$OUT/serial.log" serial-get-id config-limits fio-verify-4k-1q \
+	fio-verify-mixed-bs fio-verify-4m-requests guest-write-for-l1
 want=$(grep -a '^L2-SHA' "$OUT/serial.log" | awk '{ print $2 }' | tr -d '\r')
 got=$(dd if=/dev/ram0 bs=64k skip=512 count=16 status=none | sha256sum | cut -d' ' -f1)
 if [ -n "$want" ] && [ "$want" = "$got" ]; then
@@ -257,10 +316,28 @@ else
 	tap notok "stop/cont on the monitor during guest I/O"
 	diag <"$OUT/qmp.out"
 fi
-if grep -Eq '^QMP-MIGRATE.*"error".*(vhost-blk does not support migration|non-migratable device .*vhost-blk)' "$OUT/qmp.out"; then
-	tap ok "migration is blocked"
+# stop = detach, flush, vhost_dev_stop: the backend of vdb sees a flush
+# while the guest is paused
+read -r _ fl_stop0 fl_stop1 < <(grep '^QMP-FLUSHES' "$OUT/qmp.out")
+if [ -n "$nullb_dev" ] && [ "${fl_stop1:--1}" -gt "${fl_stop0:--1}" ] &&
+	[ "${fl_stop0:--1}" -ge 0 ]; then
+	tap ok "VM stop flushes the backend (flushes $fl_stop0 -> $fl_stop1)"
 else
-	tap notok "migration is blocked"
+	tap notok "VM stop flushes the backend (flushes ${fl_stop0:-?} -> ${fl_stop1:-?})"
+fi
+caps=$(sed -n 's/^QMP-CAPS \([0-9]*\)$/\1/p' "$OUT/qmp.out")
+if [ -n "$caps" ] && ((caps & 1)); then
+	tap ok "migration not blocked: module reports VHOST_BLK_CAP_EXACT_LOG # SKIP migration runs are in 55-migrate.sh"
+elif grep -Eq '^QMP-MIGRATE.*"error".*vhost-blk: migration disabled: .*VHOST_BLK_CAP_EXACT_LOG' "$OUT/qmp.out"; then
+	tap ok "migration blocked: module lacks VHOST_BLK_CAP_EXACT_LOG"
+else
+	tap notok "migration blocked: module lacks VHOST_BLK_CAP_EXACT_LOG"
+	diag <"$OUT/qmp.out"
+fi
+if grep -q '^QMP-RESET ok' "$OUT/qmp.out"; then
+	tap ok "system_reset while fio runs on two queues"
+else
+	tap notok "system_reset while fio runs on two queues"
 	diag <"$OUT/qmp.out"
 fi
 results "$OUT/serial.log" ext4-mkfs ext4-fsck \
@@ -302,6 +379,38 @@ if [[ "$err" == *"num-queues=17 is not supported"* ]]; then
 else
 	tap notok "unsupported property: clear error"
 	echo "$err" | diag
+fi
+
+err=$(qemu_err "$QEMU" -device vhost-blk-pci,backend=/dev/ram0,logical_block_size=3000)
+if [[ "$err" == *"logical_block_size=3000 is not supported"* ]]; then
+	tap ok "logical_block_size=3000 refused at realize"
+else
+	tap notok "logical_block_size=3000 refused at realize"
+	echo "$err" | diag
+fi
+
+# QEMU's copies of the module's limits (include/hw/virtio/vhost-blk.h of
+# the patched QEMU source) equal include/uapi/linux/vhost_blk.h.
+abi_values() {	# HEADER: NAME=VALUE lines, evaluated by the C preprocessor
+	local n
+	for n in VHOST_BLK_MAX_VQS VHOST_BLK_MAX_DATA_BYTES VHOST_BLK_MAX_DWZ_SEGS \
+		VHOST_BLK_MAX_DWZ_SECTORS VHOST_BLK_SERIAL_BYTES \
+		VHOST_BLK_CAP_EXACT_LOG; do
+		grep -E "^#define[[:space:]]+$n[[:space:]]" "$1" | head -1
+		echo "KEY_$n=$n"
+	done | cpp -P 2>/dev/null | grep = |
+		while IFS== read -r name expr; do
+			echo "${name#KEY_}=$((${expr//[UL]/}))"
+		done
+}
+qsrc=$(dirname "$QEMU")/../src/include/hw/virtio/vhost-blk.h
+want=$(abi_values "$REPO/include/uapi/linux/vhost_blk.h")
+got=$( [ -r "$qsrc" ] && abi_values "$qsrc")
+if [ -n "$want" ] && [ "$want" = "$got" ]; then
+	tap ok "QEMU's vhost-blk limits equal the uapi header ($(echo $want))"
+else
+	tap notok "QEMU's vhost-blk limits equal the uapi header"
+	diff <(echo "$want") <(echo "$got") | diag
 fi
 
 # /dev/vhost-blk missing (module not loaded): hidden in a private mount
