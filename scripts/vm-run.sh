@@ -42,7 +42,9 @@
 # VHOST_BLK_REPO, VHOST_BLK_KERNEL (the cached kernel dir), VHOST_BLK_MODROOT
 # (use "modprobe -d $VHOST_BLK_MODROOT NAME" to load more modules),
 # VHOST_BLK_OUT (writable, kept on the host) and VHOST_BLK_CACHE set, and
-# every VHOST_BLK_* variable of the caller's environment.
+# every VHOST_BLK_* variable of the caller's environment.  In the VM, kvm_amd
+# (or kvm_intel) is loaded when the virtual CPU supports it: L2 guests run
+# under KVM there (scripts/guest/l2.sh).
 
 set -euo pipefail
 
@@ -59,7 +61,7 @@ P9OPTS="trans=virtio,version=9p2000.L,msize=262144,cache=loose"
 
 usage()
 {
-	sed -n '4,47s/^#\t\{0,1\}//p' "$0" >&2
+	sed -n '4,49s/^#\t\{0,1\}//p' "$0" >&2
 	exit 2
 }
 
@@ -213,6 +215,12 @@ in_root modprobe -d "$MODROOT" -a configfs vhost_iotlb vhost dm-mod dm-delay \
 	dm-flakey dm-log-writes dm-zero || fail "modprobe"
 in_root modprobe -d "$MODROOT" brd rd_nr=4 rd_size=131072 || fail "modprobe brd"
 in_root modprobe -d "$MODROOT" null_blk nr_devices=0 || fail "modprobe null_blk"
+# KVM for nested guests (L2): TCG's -cpu max emulates AMD SVM with nested
+# paging, so kvm_amd loads; under a KVM L1 either may fit.  Not fatal: L2
+# runners fall back to TCG when /dev/kvm does not work.
+in_root modprobe -d "$MODROOT" kvm_amd 2>/dev/null ||
+	in_root modprobe -d "$MODROOT" kvm_intel 2>/dev/null ||
+	echo "vb-stage2: no kvm_amd/kvm_intel: L2 guests will use TCG"
 mount -t configfs configfs $R/sys/kernel/config || fail "mount configfs"
 mount -t tracefs tracefs $R/sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs $R/sys/kernel/debug 2>/dev/null

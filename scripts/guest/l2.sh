@@ -4,8 +4,18 @@
 # Boot the tiny L2 guest once (inside the L1 VM, or anywhere QEMU runs) and
 # run a list of guest-side steps in it.
 #
-#   scripts/guest/l2.sh --steps FILE --log FILE [--timeout SEC] [--smp N]
-#                       [--mem MB] [--reboot-ok] -- QEMU-ARGS...
+#   scripts/guest/l2.sh --steps FILE --log FILE [--timeout SEC]
+#                       [--tcg-timeout SEC] [--smp N] [--mem MB]
+#                       [--reboot-ok] -- QEMU-ARGS...
+#
+# VHOST_BLK_L2_ACCEL picks the accelerator: tcg (the default), kvm
+# (-accel kvm -cpu host; in the L1 VM kvm_amd runs on TCG's emulated SVM
+# with nested paging), or auto (kvm when QEMU can create a KVM VM here,
+# else tcg); "l2: accel=kvm|tcg" on stderr says which ran.  TCG stays the
+# default until the tiny guest kernel runs well under KVM (without
+# kvmclock it crawls there; with it, it stops after "Run /init": see
+# Documentation/testing.rst).  --timeout bounds a KVM run (default 300 s),
+# --tcg-timeout a TCG one (default: 4 x --timeout; nested TCG is slow).
 #
 # QEMU-ARGS add the devices, e.g. -device vhost-blk-pci,backend=/dev/ram0.
 # FILE is a shell fragment sourced by the guest's /init (helpers: ok, fail,
@@ -14,7 +24,8 @@
 # The run ends when QEMU exits, or shortly after the guest printed L2-DONE
 # (with --reboot-ok the guest may reboot in between; QEMU is then stopped
 # with SIGTERM after L2-DONE).  Exit status: QEMU's, 0 after L2-DONE, 124
-# on timeout.  Timings go to stderr:  l2: booted in X s, done in Y s.
+# on timeout, 2 on bad usage.  Timings go to stderr:
+#   l2: accel=kvm booted in X s, done in Y s (exit N)
 #
 # Paths come from $VB_CACHE/l2.env (written by tests/prepare.d/50-qemu-guest.sh
 # and scripts/demo.sh) unless QEMU, GUEST_KERNEL, GUEST_INITRD are set.
@@ -30,12 +41,13 @@ if [ -z "${QEMU:-}" ] || [ -z "${GUEST_KERNEL:-}" ] || [ -z "${GUEST_INITRD:-}" 
 	. "$CACHE/l2.env"
 fi
 
-steps= log= timeout=300 smp=1 mem=256 reboot_ok=0
+steps= log= timeout=300 tcg_timeout= smp=1 mem=256 reboot_ok=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--steps) steps=$2; shift 2 ;;
 	--log) log=$2; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
+	--tcg-timeout) tcg_timeout=$2; shift 2 ;;
 	--smp) smp=$2; shift 2 ;;
 	--mem) mem=$2; shift 2 ;;
 	--reboot-ok) reboot_ok=1; shift ;;
@@ -45,6 +57,28 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$steps" ] && [ -n "$log" ] || { echo "l2: --steps and --log are required" >&2; exit 2; }
 
+# kvm_works - QEMU can create a KVM VM here (a missing module, a /dev/kvm
+# without SVM/VMX support or without permission all fail at once).
+kvm_works() {
+	[ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] || return 1
+	echo quit | timeout 30 "$QEMU" -M none -accel kvm -nodefaults -display none \
+		-monitor stdio >/dev/null 2>&1
+}
+
+accel=${VHOST_BLK_L2_ACCEL:-tcg}
+case $accel in
+kvm|tcg) ;;
+auto) if kvm_works; then accel=kvm; else accel=tcg; fi ;;
+*) echo "l2: VHOST_BLK_L2_ACCEL must be tcg, kvm or auto, not '$accel'" >&2; exit 2 ;;
+esac
+if [ "$accel" = kvm ]; then
+	accel_args=(-accel kvm -cpu host)
+else
+	accel_args=(-accel tcg -cpu max)
+	timeout=${tcg_timeout:-$((4 * timeout))}
+fi
+echo "l2: accel=$accel (timeout ${timeout}s)" >&2
+
 work=$(mktemp -d /tmp/l2.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/root"
@@ -52,7 +86,7 @@ install -m 0644 "$steps" "$work/root/steps.sh"
 (cd "$work/root" && echo steps.sh | cpio -o -H newc --quiet -R 0:0 | gzip) >"$work/steps.cpio.gz"
 cat "$GUEST_INITRD" "$work/steps.cpio.gz" >"$work/initrd"
 
-args=(-M q35 -accel tcg -cpu max -smp "$smp" -m "$mem"
+args=(-M q35 "${accel_args[@]}" -smp "$smp" -m "$mem"
 	-nodefaults -no-user-config -display none -monitor none
 	-serial "file:$log"
 	-L /usr/share/qemu -L /usr/share/seabios -bios qboot.rom
@@ -102,5 +136,5 @@ if [ -s "$work/qemu.err" ]; then
 	sed 's/^/qemu: /' "$work/qemu.err" >>"$log"
 fi
 grep -q '^L2-DONE' "$log" && [ "$rc" != 124 ] && rc=0
-echo "l2: booted in ${booted:-?} s, done in $end s (exit $rc)" >&2
+echo "l2: accel=$accel booted in ${booted:-?} s, done in $end s (exit $rc)" >&2
 exit "$rc"
