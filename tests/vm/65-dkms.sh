@@ -269,6 +269,7 @@ run_group install
 t "dkms status: installed for $ABI" \
 	eval 'vr_run dkms status -m vhost-blk -v "$VER" -k "$ABI" | grep -q ": installed"'
 run_group load
+run_group monitor
 vr_run /run/vbudev/udevadm settle --timeout=20 >/dev/null 2>&1
 t "/dev/vhost-blk: group kvm, mode 0660 (the package's udev rule)" \
 	eval '[ "$(vr_run stat -c "%G %a" /dev/vhost-blk)" = "kvm 660" ]'
