@@ -1,0 +1,1432 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers of the vhost-blk kselftests (vhost_blk_test.c): backends from the
+ * environment, a device context (struct ctx) with its backend, one-request
+ * I/O with checks, and the machinery some sections share (descriptor
+ * layouts, broken chains, requests held in flight by dm-delay, the random
+ * traffic model, dirty-log checks).  Everything here reports through the
+ * kselftest harness (_metadata); the rules themselves are the cases.
+ */
+#ifndef VHOST_BLK_TEST_H
+#define VHOST_BLK_TEST_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/fs.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+
+#include "kselftest_harness.h"
+#include "vblk_guest.h"
+#define WAIT_MS		15000	/* TCG is slow; a hang still fails */
+#define SHORT_MS	300
+#define KiB		1024UL
+#define MiB		(1024UL * 1024)
+
+#define F(x)		(1ULL << (x))
+
+/* ---- environment ------------------------------------------------------ */
+
+static const char *env_dev(const char *env, const char *def)
+{
+	const char *p = getenv(env);
+
+	return p && *p ? p : def;
+}
+
+#define NEED_VHOST() do {						\
+	if (access(VBLK_DEV_PATH, F_OK))				\
+		SKIP(return, "%s absent: vhost_blk.ko not loaded",	\
+		     VBLK_DEV_PATH);					\
+} while (0)
+
+#define NEED_BDEV(var, env, def) do {					\
+	var = env_dev(env, def);					\
+	if (!var)							\
+		SKIP(return, "%s not set: backend not set up", env);	\
+	if (access(var, F_OK))						\
+		SKIP(return, "%s=%s absent", env, var);			\
+} while (0)
+
+static uint64_t seed_base;
+
+static uint64_t new_seed(void)
+{
+	if (!seed_base)
+		seed_base = (vblk_now_ms() << 16) ^ getpid();
+	return ++seed_base;
+}
+
+/* ---- backend helpers ------------------------------------------------------ */
+
+static int bdev_open(struct __test_metadata *_metadata, const char *path,
+		     int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+
+	ASSERT_LE(0, fd) TH_LOG("open %s: %s", path, strerror(errno));
+	return fd;
+}
+
+static uint64_t bdev_sectors(struct __test_metadata *_metadata, int fd)
+{
+	uint64_t bytes = 0;
+
+	ASSERT_EQ(0, ioctl(fd, BLKGETSIZE64, &bytes));
+	return bytes / 512;
+}
+
+/* O_DIRECT access to the backing device, bypassing vhost-blk. */
+static void bdev_rw(struct __test_metadata *_metadata, const char *path,
+		    bool write, uint64_t sector, void *buf, size_t len)
+{
+	void *a = vblk_aligned(len);
+	int fd = bdev_open(_metadata, path, (write ? O_WRONLY : O_RDONLY) | O_DIRECT);
+	ssize_t n;
+
+	ASSERT_NE(NULL, a);
+	if (write) {
+		memcpy(a, buf, len);
+		n = pwrite(fd, a, len, sector * 512);
+	} else {
+		n = pread(fd, a, len, sector * 512);
+		memcpy(buf, a, len);
+	}
+	ASSERT_EQ((ssize_t)len, n) TH_LOG("%s %s sector %llu len %zu: %s",
+		write ? "pwrite" : "pread", path,
+		(unsigned long long)sector, len, strerror(errno));
+	close(fd);
+	free(a);
+}
+
+static void bdev_check(struct __test_metadata *_metadata, const char *path,
+		       uint64_t sector, size_t len, uint64_t seed, const char *what)
+{
+	char why[256];
+	void *b = malloc(len);
+	long bad;
+
+	ASSERT_NE(NULL, b);
+	bdev_rw(_metadata, path, false, sector, b, len);
+	bad = vblk_pattern_check(b, len, sector, seed, why, sizeof(why));
+	EXPECT_EQ(-1, bad) TH_LOG("%s: backend %s: %s", what, path, why);
+	free(b);
+}
+
+static void bdev_fill(struct __test_metadata *_metadata, const char *path,
+		      uint64_t sector, size_t len, uint64_t seed)
+{
+	void *b = malloc(len);
+
+	ASSERT_NE(NULL, b);
+	vblk_pattern_fill(b, len, sector, seed);
+	bdev_rw(_metadata, path, true, sector, b, len);
+	free(b);
+}
+
+static long sysfs_long(const char *bdev, const char *attr)
+{
+	char p[256], buf[64];
+	const char *name = strrchr(bdev, '/');
+	struct stat st;
+	long v = -1;
+	FILE *f;
+
+	/* resolve /dev/mapper/x symlinks to the dm-N node */
+	if (stat(bdev, &st))
+		return -1;
+	snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/%s", major(st.st_rdev),
+		 minor(st.st_rdev), attr);
+	(void)name;
+	f = fopen(p, "r");
+	if (!f)
+		return -1;
+	if (fgets(buf, sizeof(buf), f))
+		v = strtol(buf, NULL, 0);
+	fclose(f);
+	return v;
+}
+
+/* Field n (1-based) of /sys/dev/block/M:m/stat: 12 discards, 16 flushes. */
+static long long bdev_stat(const char *bdev, int n)
+{
+	char p[256], buf[512], *tok, *save = NULL;
+	long long v = -1;
+	struct stat st;
+	FILE *f;
+
+	if (stat(bdev, &st))
+		return -1;
+	snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/stat", major(st.st_rdev),
+		 minor(st.st_rdev));
+	f = fopen(p, "r");
+	if (!f)
+		return -1;
+	if (fgets(buf, sizeof(buf), f)) {
+		tok = strtok_r(buf, " \t\n", &save);
+		for (int i = 1; tok && i < n; i++)
+			tok = strtok_r(NULL, " \t\n", &save);
+		if (tok)
+			v = atoll(tok);
+	}
+	fclose(f);
+	return v;
+}
+
+/* ---- device helpers ------------------------------------------------------ */
+
+struct ctx {
+	struct vblk_dev d;
+	const char *path;	/* attached backend */
+	int bfd;
+	uint64_t cap;		/* sectors */
+};
+
+static void ctx_open_opts(struct __test_metadata *_metadata, struct ctx *c,
+			  const char *path, int oflags, const struct vblk_opts *o)
+{
+	int err;
+
+	memset(c, 0, sizeof(*c));
+	c->bfd = -1;
+	err = vblk_open(&c->d, o);
+	ASSERT_EQ(0, err) TH_LOG("vblk_open: %s", strerror(-err));
+	if (path) {
+		c->path = path;
+		c->bfd = bdev_open(_metadata, path, oflags);
+		c->cap = bdev_sectors(_metadata, c->bfd);
+		err = vblk_set_backend(&c->d, c->bfd);
+		ASSERT_EQ(0, err) TH_LOG("SET_BACKEND %s: %s", path, strerror(-err));
+	}
+}
+
+static void ctx_open(struct __test_metadata *_metadata, struct ctx *c,
+		     const char *path, unsigned int nvqs)
+{
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+
+	o.nvqs = nvqs;
+	ctx_open_opts(_metadata, c, path, O_RDWR, &o);
+}
+
+static void ctx_close(struct ctx *c)
+{
+	vblk_close(&c->d);
+	if (c->bfd >= 0)
+		close(c->bfd);
+	c->bfd = -1;
+}
+
+/* Run one request to completion; returns its status, *used gets used.len. */
+static uint8_t io(struct __test_metadata *_metadata, struct vblk_vq *vq,
+		  uint32_t type, uint64_t sector, void *buf, size_t len,
+		  const struct vblk_layout *l, uint32_t *used)
+{
+	struct vblk_req r;
+	int err;
+
+	vblk_req_init(&r, type, sector);
+	if (type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID) {
+		r.in = buf;
+		r.in_len = len;
+	} else {
+		r.out = buf;
+		r.out_len = len;
+	}
+	r.layout = l;
+	r.name = "io";
+	err = vblk_do(vq, &r, WAIT_MS);
+	ASSERT_EQ(0, err) TH_LOG("type %u sector %llu len %zu: %s", type,
+				 (unsigned long long)sector, len, strerror(-err));
+	EXPECT_EQ(0, vq->bad_used);
+	if (used)
+		*used = r.used_len;
+	return r.status;
+}
+
+/* Write a pattern through vhost-blk, expect OK / used.len 1. */
+static void dev_write(struct __test_metadata *_metadata, struct vblk_vq *vq,
+		      uint64_t sector, size_t len, uint64_t seed,
+		      const struct vblk_layout *l)
+{
+	void *b = malloc(len ? len : 1);
+	uint32_t used = 0;
+
+	ASSERT_NE(NULL, b);
+	vblk_pattern_fill(b, len, sector, seed);
+	ASSERT_EQ(VIRTIO_BLK_S_OK, io(_metadata, vq, VIRTIO_BLK_T_OUT, sector,
+				      b, len, l, &used))
+		TH_LOG("write sector %llu len %zu", (unsigned long long)sector, len);
+	EXPECT_EQ(1, used);
+	free(b);
+}
+
+/* Read through vhost-blk, expect OK, used.len len+1 and the pattern. */
+static void dev_check(struct __test_metadata *_metadata, struct vblk_vq *vq,
+		      uint64_t sector, size_t len, uint64_t seed,
+		      const struct vblk_layout *l, const char *what)
+{
+	void *b = malloc(len ? len : 1);
+	uint32_t used = 0;
+	char why[256];
+	long bad;
+
+	ASSERT_NE(NULL, b);
+	ASSERT_EQ(VIRTIO_BLK_S_OK, io(_metadata, vq, VIRTIO_BLK_T_IN, sector,
+				      b, len, l, &used))
+		TH_LOG("%s: read sector %llu len %zu", what,
+		       (unsigned long long)sector, len);
+	EXPECT_EQ(len + 1, used) TH_LOG("%s: used.len of a read", what);
+	bad = vblk_pattern_check(b, len, sector, seed, why, sizeof(why));
+	EXPECT_EQ(-1, bad) TH_LOG("%s: via vhost-blk: %s", what, why);
+	free(b);
+}
+
+static uint8_t io_status(struct __test_metadata *_metadata, struct vblk_vq *vq,
+			 uint32_t type, uint64_t sector, size_t len, uint32_t *used)
+{
+	void *b = calloc(1, len ? len : 1);
+	uint8_t st;
+
+	if (type == VIRTIO_BLK_T_OUT)
+		vblk_pattern_fill(b, len, sector, 0xbad);
+	st = io(_metadata, vq, type, sector, b, len, NULL, used);
+	free(b);
+	return st;
+}
+
+/* Submit a 512-byte read and kick (no wait). */
+static void submit_in(struct __test_metadata *_metadata, struct vblk_vq *vq,
+		      struct vblk_req *r, uint64_t sector)
+{
+	vblk_req_init(r, VIRTIO_BLK_T_IN, sector);
+	r->in_len = 512;
+	ASSERT_EQ(0, vblk_submit(vq, r));
+	vblk_kick(vq, true);
+}
+
+static int raw_ioctl(int fd, unsigned long cmd, void *arg)
+{
+	return ioctl(fd, cmd, arg) < 0 ? errno : 0;
+}
+
+/* Every vhost and device ioctl but SET_OWNER and GET_FEATURES fails with
+ * EPERM before SET_OWNER.  fd: a fresh device fd.
+ */
+static void expect_all_eperm(struct __test_metadata *_metadata, int fd,
+			     struct vblk_dev *d, int bfd, const char *when)
+{
+	uint64_t feat = F(VIRTIO_F_VERSION_1), logbase = 0;
+	struct vhost_vring_state s = { .index = 0, .num = 128 };
+	struct vhost_vring_addr a = { .index = 0 };
+	struct vhost_vring_file f = { .index = 0, .fd = d->vq[0].kick_fd };
+	struct vhost_blk_serial ser = { .id = "x" };
+	struct vhost_memory *m = calloc(1, sizeof(*m) + sizeof(m->regions[0]));
+	int ro = 0, lfd = d->vq[0].call_fd;
+
+	ASSERT_NE(NULL, m);
+	m->nregions = 1;
+	m->regions[0].guest_phys_addr = VBLK_GPA_BASE;
+	m->regions[0].memory_size = d->o.mem_size;
+	m->regions[0].userspace_addr = (uintptr_t)d->mem;
+	a.desc_user_addr = (uintptr_t)d->vq[0].desc;
+	a.avail_user_addr = (uintptr_t)d->vq[0].avail;
+	a.used_user_addr = (uintptr_t)d->vq[0].used;
+	logbase = (uintptr_t)d->mem;
+
+	/* GET_FEATURES needs no owner (as in vhost-net, vsock, scsi) */
+	feat = 0;
+	EXPECT_EQ(0, raw_ioctl(fd, VHOST_GET_FEATURES, &feat)) TH_LOG("%s", when);
+	EXPECT_EQ((unsigned long long)VBLK_OFFERED_FEATURES,
+		  (unsigned long long)feat) TH_LOG("%s: GET_FEATURES", when);
+	feat = F(VIRTIO_F_VERSION_1);
+#define EPERM_CHECK(cmd, arg) \
+	EXPECT_EQ(EPERM, raw_ioctl(fd, cmd, arg)) TH_LOG("%s: %s", when, #cmd)
+	EPERM_CHECK(VHOST_SET_FEATURES, &feat);
+	EPERM_CHECK(VHOST_SET_MEM_TABLE, m);
+	EPERM_CHECK(VHOST_SET_VRING_NUM, &s);
+	EPERM_CHECK(VHOST_SET_VRING_BASE, &s);
+	EPERM_CHECK(VHOST_GET_VRING_BASE, &s);
+	EPERM_CHECK(VHOST_SET_VRING_ADDR, &a);
+	EPERM_CHECK(VHOST_SET_VRING_KICK, &f);
+	EPERM_CHECK(VHOST_SET_VRING_CALL, &f);
+	EPERM_CHECK(VHOST_SET_VRING_ERR, &f);
+	EPERM_CHECK(VHOST_SET_LOG_BASE, &logbase);
+	EPERM_CHECK(VHOST_SET_LOG_FD, &lfd);
+	EPERM_CHECK(VHOST_RESET_OWNER, NULL);
+	EPERM_CHECK(VHOST_BLK_SET_BACKEND, &bfd);
+	EPERM_CHECK(VHOST_BLK_SET_SERIAL, &ser);
+	EPERM_CHECK(VHOST_BLK_SET_READONLY, &ro);
+#undef EPERM_CHECK
+	free(m);
+}
+
+struct named_layout {
+	const char *name;
+	struct vblk_layout l;
+};
+
+static const struct named_layout layouts[] = {
+	{ "classic", { 0 } },
+	{ "one-desc-per-stream", { .nrd = 0, .nwr = 0 } },
+	{ "hdr-3+13", { .nrd = 2, .rd = { 3, 13 }, .nwr = 1, .wr = { 4096 } } },
+	{ "hdr-bytes", { .nrd = 16, .rd = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 } } },
+	{ "hdr-merged-data-split", { .nrd = 3, .rd = { 17, 511, 1 },
+				    .nwr = 3, .wr = { 1, 511, 1 } } },
+	{ "status-merged", { .nrd = 1, .rd = { 16 }, .nwr = 1, .wr = { 4095 } } },
+	{ "odd-cuts", { .nrd = 5, .rd = { 5, 100, 7, 1000, 3 },
+		       .nwr = 5, .wr = { 7, 1000, 3, 5, 100 } } },
+	{ "zero-len-descs", { .nrd = 3, .rd = { 16, 0, 2048 },
+			     .nwr = 3, .wr = { 0, 2048, 0 } } },
+	{ "misaligned-1", { .offset = 1, .nrd = 1, .rd = { 16 }, .nwr = 1, .wr = { 4096 } } },
+	{ "page-crossing", { .offset = 4090, .nrd = 2, .rd = { 3, 13 },
+			    .nwr = 2, .wr = { 1000, 3096 } } },
+	{ "contig", { .flags = VBLK_L_CONTIG, .offset = 7, .nrd = 1, .rd = { 16 },
+		     .nwr = 1, .wr = { 4096 } } },
+	{ "contig-gap-odd", { .flags = VBLK_L_CONTIG, .offset = 4093, .gap = 3,
+			     .nrd = 4, .rd = { 1, 2, 13, 333 },
+			     .nwr = 3, .wr = { 333, 1, 2 } } },
+};
+
+#define NLAYOUTS (ARRAY_SIZE(layouts))
+
+static void layout_roundtrip(struct __test_metadata *_metadata, struct ctx *c,
+			     unsigned int extra_flags, uint32_t extra_offset)
+{
+	uint64_t seed = new_seed();
+	const size_t len = 4096;
+
+	for (unsigned int i = 0; i < NLAYOUTS; i++) {
+		struct vblk_layout l = layouts[i].l;
+		uint64_t sec = 10000 + i * 16;
+		char what[96];
+
+		l.flags |= extra_flags;
+		l.offset += extra_offset;
+		snprintf(what, sizeof(what), "layout %s%s", layouts[i].name,
+			 extra_flags & VBLK_L_INDIRECT ? " (indirect)" : "");
+		/* written with the layout, checked directly and classically */
+		dev_write(_metadata, &c->d.vq[0], sec, len, seed + i,
+			  i ? &l : NULL);
+		bdev_check(_metadata, c->path, sec, len, seed + i, what);
+		dev_check(_metadata, &c->d.vq[0], sec, len, seed + i, NULL, what);
+		/* written classically, read with the layout */
+		bdev_fill(_metadata, c->path, sec + 8, len, seed + 100 + i);
+		dev_check(_metadata, &c->d.vq[0], sec + 8, len, seed + 100 + i,
+			  i ? &l : NULL, what);
+	}
+}
+
+struct serial_toggler {
+	struct vblk_dev *d;
+	volatile bool stop;
+	unsigned long flips;
+};
+
+static void *serial_toggle(void *arg)
+{
+	struct serial_toggler *t = arg;
+
+	while (!t->stop) {
+		vblk_set_serial(t->d, t->flips & 1 ? "BBBBBBBBBBBBBBBBBBBB" :
+				"AAAAAAAAAAAAAAAAAAAA", 20);
+		t->flips++;
+	}
+	return NULL;
+}
+
+enum violation {
+	V_LOOP_SELF, V_LOOP_2, V_ADDR_OUTSIDE, V_ADDR_BELOW, V_LEN_PAST_END,
+	V_WRITE_BEFORE_READ, V_INDIRECT_BADLEN, V_INDIRECT_NESTED,
+	V_INDIRECT_OUTSIDE, V_INDIRECT_EMPTY, V_HEAD_OOB, V_NEXT_OOB,
+	V_MAX,
+	/*
+	 * Not tested: the vhost core's parser (vhost_get_vq_desc) walks an
+	 * indirect table sequentially and ignores its "next" fields, and it
+	 * follows NEXT after an INDIRECT descriptor; both chains are served
+	 * as requests, not reported as errors.
+	 */
+	V_INDIRECT_NEXT_OOB, V_INDIRECT_WITH_NEXT,
+};
+
+static const char *const vnames[] = {
+	"loop-self", "loop-2", "addr-outside-table", "addr-below-table",
+	"len-past-table-end", "write-before-read", "indirect-len-not-16n",
+	"indirect-nested", "indirect-table-outside", "indirect-empty",
+	"head-out-of-ring", "next-out-of-ring", "-",
+	"indirect-next-oob", "indirect-with-next",
+};
+
+/*
+ * Build a valid 3-descriptor IN request of 512 bytes, then break it the way
+ * v says; returns the head in the avail ring.  fix() rewrites it valid.
+ */
+struct vreq {
+	uint16_t idx[4];
+	uint64_t hdr, data, st, table;
+	uint16_t head;
+};
+
+static void vreq_valid(struct vblk_vq *vq, struct vreq *v)
+{
+	vblk_desc_set(vq, v->idx[0], v->hdr, 16, VRING_DESC_F_NEXT, v->idx[1]);
+	vblk_desc_set(vq, v->idx[1], v->data, 512,
+		      VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, v->idx[2]);
+	vblk_desc_set(vq, v->idx[2], v->st, 1, VRING_DESC_F_WRITE, 0);
+}
+
+static void vreq_break(struct vblk_dev *d, struct vblk_vq *vq, struct vreq *v,
+		       enum violation how)
+{
+	uint64_t end = d->o.gpa_base + d->o.mem_size;
+	struct vring_desc t[3];
+
+	vreq_valid(vq, v);
+	v->head = v->idx[0];
+	switch (how) {
+	case V_LOOP_SELF:
+		vblk_desc_set(vq, v->idx[1], v->data, 512,
+			      VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, v->idx[1]);
+		break;
+	case V_LOOP_2:
+		vblk_desc_set(vq, v->idx[2], v->st, 1,
+			      VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, v->idx[1]);
+		break;
+	case V_ADDR_OUTSIDE:
+		vblk_desc_set(vq, v->idx[1], end + 4096, 512,
+			      VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, v->idx[2]);
+		break;
+	case V_ADDR_BELOW:
+		vblk_desc_set(vq, v->idx[1], 0x1000, 512,
+			      VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, v->idx[2]);
+		break;
+	case V_LEN_PAST_END:
+		vblk_desc_set(vq, v->idx[1], end - 256, 512,
+			      VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, v->idx[2]);
+		break;
+	case V_WRITE_BEFORE_READ:
+		vblk_desc_set(vq, v->idx[0], v->st, 1,
+			      VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, v->idx[1]);
+		vblk_desc_set(vq, v->idx[1], v->data, 512,
+			      VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, v->idx[2]);
+		vblk_desc_set(vq, v->idx[2], v->hdr, 16, 0, 0);
+		break;
+	case V_INDIRECT_BADLEN:
+	case V_INDIRECT_NESTED:
+	case V_INDIRECT_OUTSIDE:
+	case V_INDIRECT_NEXT_OOB:
+	case V_INDIRECT_EMPTY:
+	case V_INDIRECT_WITH_NEXT:
+		t[0] = (struct vring_desc){ v->hdr, 16, VRING_DESC_F_NEXT, 1 };
+		t[1] = (struct vring_desc){ v->data, 512,
+			VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 2 };
+		t[2] = (struct vring_desc){ v->st, 1, VRING_DESC_F_WRITE, 0 };
+		if (how == V_INDIRECT_NESTED)
+			t[1].flags |= VRING_DESC_F_INDIRECT;
+		if (how == V_INDIRECT_NEXT_OOB)
+			t[1].next = 7;
+		vblk_write_guest(d, v->table, t, sizeof(t));
+		vblk_desc_set(vq, v->idx[0],
+			      how == V_INDIRECT_OUTSIDE ? end + 8192 : v->table,
+			      how == V_INDIRECT_BADLEN ? 40 :
+			      how == V_INDIRECT_EMPTY ? 0 : 48,
+			      VRING_DESC_F_INDIRECT |
+			      (how == V_INDIRECT_WITH_NEXT ? VRING_DESC_F_NEXT : 0),
+			      v->idx[1]);
+		break;
+	case V_HEAD_OOB:
+		v->head = vq->num + 5;
+		break;
+	case V_NEXT_OOB:
+		vblk_desc_set(vq, v->idx[1], v->data, 512,
+			      VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, vq->num + 3);
+		break;
+	default:
+		break;
+	}
+}
+
+static void open_with_features(struct __test_metadata *_metadata, struct ctx *c,
+			       const char *path, uint64_t features, unsigned int nvqs)
+{
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+
+	o.set_features = true;
+	o.features = features;
+	o.nvqs = nvqs;
+	ctx_open_opts(_metadata, c, path, O_RDWR, &o);
+}
+
+static void expect_ro(struct __test_metadata *_metadata, struct ctx *c,
+		      const char *why)
+{
+	uint64_t seed = new_seed();
+	uint8_t seg[16] = { 0 };
+	uint32_t used;
+
+	bdev_fill(_metadata, c->path, 700, 4096, seed);
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, io_status(_metadata, &c->d.vq[0],
+						VIRTIO_BLK_T_OUT, 700, 4096, &used))
+		TH_LOG("%s: write", why);
+	EXPECT_EQ(1, used);
+	((uint64_t *)seg)[0] = 700;
+	((uint32_t *)seg)[2] = 8;
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, io(_metadata, &c->d.vq[0],
+					 VIRTIO_BLK_T_WRITE_ZEROES, 0, seg, 16,
+					 NULL, &used)) TH_LOG("%s: write zeroes", why);
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, io(_metadata, &c->d.vq[0],
+					 VIRTIO_BLK_T_DISCARD, 0, seg, 16,
+					 NULL, &used)) TH_LOG("%s: discard", why);
+	bdev_check(_metadata, c->path, 700, 4096, seed, why);
+	dev_check(_metadata, &c->d.vq[0], 700, 4096, seed, NULL, why);
+}
+
+struct dwz_seg {
+	uint64_t sector;
+	uint32_t num;
+	uint32_t flags;
+};
+
+static uint8_t dwz(struct __test_metadata *_metadata, struct vblk_vq *vq,
+		   uint32_t type, const struct dwz_seg *s, size_t nbytes,
+		   uint32_t *used)
+{
+	return io(_metadata, vq, type, 0, (void *)s, nbytes, NULL, used);
+}
+
+static void expect_zero(struct __test_metadata *_metadata, struct ctx *c,
+			uint64_t sector, size_t len, const char *what)
+{
+	uint8_t *b = malloc(len), *z = calloc(1, len);
+	uint32_t used;
+
+	bdev_rw(_metadata, c->path, false, sector, b, len);
+	EXPECT_EQ(0, memcmp(b, z, len)) TH_LOG("%s: backend not zero", what);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, io(_metadata, &c->d.vq[0], VIRTIO_BLK_T_IN,
+				      sector, b, len, NULL, &used));
+	EXPECT_EQ(0, memcmp(b, z, len)) TH_LOG("%s: not zero via vhost-blk", what);
+	free(b);
+	free(z);
+}
+
+static void write_zeroes_cases(struct __test_metadata *_metadata, struct ctx *c)
+{
+	uint64_t seed = new_seed();
+	struct dwz_seg s[3];
+	uint32_t used;
+
+	for (uint32_t unmap = 0; unmap < 2; unmap++) {
+		bdev_fill(_metadata, c->path, 800, 32 * KiB, seed);
+		s[0] = (struct dwz_seg){ 808, 8, unmap };
+		s[1] = (struct dwz_seg){ 832, 1, unmap };
+		s[2] = (struct dwz_seg){ 850, 14, unmap };
+		EXPECT_EQ(VIRTIO_BLK_S_OK, dwz(_metadata, &c->d.vq[0],
+			VIRTIO_BLK_T_WRITE_ZEROES, s, sizeof(s), &used))
+			TH_LOG("unmap %u", unmap);
+		EXPECT_EQ(1, used);
+		expect_zero(_metadata, c, 808, 8 * 512, "seg 0");
+		expect_zero(_metadata, c, 832, 512, "seg 1");
+		expect_zero(_metadata, c, 850, 14 * 512, "seg 2");
+		bdev_check(_metadata, c->path, 800, 8 * 512, seed, "before seg 0");
+		bdev_check(_metadata, c->path, 816, 16 * 512, seed, "between 0 and 1");
+		bdev_check(_metadata, c->path, 833, 17 * 512, seed, "between 1 and 2");
+		bdev_check(_metadata, c->path, 864, 0, seed, "after");
+	}
+}
+
+/* The largest WRITE_ZEROES: VHOST_BLK_MAX_DWZ_SEGS segments. */
+static void write_zeroes_max_segs(struct __test_metadata *_metadata, struct ctx *c)
+{
+	struct dwz_seg *s = calloc(VHOST_BLK_MAX_DWZ_SEGS, sizeof(*s));
+	const uint64_t base = 4000;
+	uint64_t seed = new_seed();
+	uint8_t *b = malloc(2 * VHOST_BLK_MAX_DWZ_SEGS * 512);
+	static const uint8_t zero[512];
+	uint32_t used;
+	char why[200];
+
+	bdev_fill(_metadata, c->path, base, 2 * VHOST_BLK_MAX_DWZ_SEGS * 512, seed);
+	/* every other sector, in reverse order */
+	for (int i = 0; i < VHOST_BLK_MAX_DWZ_SEGS; i++)
+		s[i] = (struct dwz_seg){ base + 2 * (VHOST_BLK_MAX_DWZ_SEGS - 1 - i), 1, 0 };
+	EXPECT_EQ(VIRTIO_BLK_S_OK, dwz(_metadata, &c->d.vq[0], VIRTIO_BLK_T_WRITE_ZEROES,
+				       s, VHOST_BLK_MAX_DWZ_SEGS * 16, &used))
+		TH_LOG("%d segments", VHOST_BLK_MAX_DWZ_SEGS);
+	EXPECT_EQ(1, used);
+	bdev_rw(_metadata, c->path, false, base, b, 2 * VHOST_BLK_MAX_DWZ_SEGS * 512);
+	for (int i = 0; i < 2 * VHOST_BLK_MAX_DWZ_SEGS; i++) {
+		bool ok = i % 2 ? vblk_pattern_check(b + i * 512, 512, base + i, seed,
+						      why, sizeof(why)) == -1 :
+				  !memcmp(b + i * 512, zero, 512);
+
+		EXPECT_TRUE(ok) TH_LOG("sector %llu should be %s", (unsigned long long)(base + i),
+				       i % 2 ? "untouched" : "zero");
+		if (!ok)
+			break;
+	}
+	free(b);
+	free(s);
+}
+
+/* Bad DISCARD / WRITE_ZEROES requests on any backend. */
+static void dwz_bad_cases(struct __test_metadata *_metadata, struct ctx *c,
+			  uint32_t type)
+{
+	struct dwz_seg *s = calloc(VHOST_BLK_MAX_DWZ_SEGS + 1, sizeof(*s));
+	uint64_t seed = new_seed();
+	const char *tn = type == VIRTIO_BLK_T_DISCARD ? "discard" : "write-zeroes";
+	uint32_t used;
+
+	bdev_fill(_metadata, c->path, 900, 8192, seed);
+	/* count 0 */
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, dwz(_metadata, &c->d.vq[0], type, s, 0, &used))
+		TH_LOG("%s: no segment", tn);
+	EXPECT_EQ(1, used);
+	/* too many segments */
+	for (int i = 0; i <= VHOST_BLK_MAX_DWZ_SEGS; i++)
+		s[i] = (struct dwz_seg){ 900 + i % 16, 1, 0 };
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, dwz(_metadata, &c->d.vq[0], type, s,
+		  (VHOST_BLK_MAX_DWZ_SEGS + 1) * 16, &used)) TH_LOG("%s: 257 segs", tn);
+	/* not a whole number of segments */
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, dwz(_metadata, &c->d.vq[0], type, s, 20, &used))
+		TH_LOG("%s: 20 bytes", tn);
+	/* out of capacity, overflowing */
+	s[0] = (struct dwz_seg){ c->cap, 1, 0 };
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, dwz(_metadata, &c->d.vq[0], type, s, 16, &used))
+		TH_LOG("%s: at capacity", tn);
+	s[0] = (struct dwz_seg){ c->cap - 1, 2, 0 };
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, dwz(_metadata, &c->d.vq[0], type, s, 16, &used))
+		TH_LOG("%s: past capacity", tn);
+	s[0] = (struct dwz_seg){ ~0ULL - 1, 4, 0 };
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, dwz(_metadata, &c->d.vq[0], type, s, 16, &used))
+		TH_LOG("%s: overflow", tn);
+	/* one bad segment among good ones: nothing may be written */
+	s[0] = (struct dwz_seg){ 900, 4, 0 };
+	s[1] = (struct dwz_seg){ c->cap + 10, 4, 0 };
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, dwz(_metadata, &c->d.vq[0], type, s, 32, &used))
+		TH_LOG("%s: second segment bad", tn);
+	/* flags */
+	s[0] = (struct dwz_seg){ 900, 4, type == VIRTIO_BLK_T_DISCARD ? 1 : 2 };
+	EXPECT_EQ(VIRTIO_BLK_S_UNSUPP, dwz(_metadata, &c->d.vq[0], type, s, 16, &used))
+		TH_LOG("%s: flags %u", tn, s[0].flags);
+	EXPECT_EQ(1, used);
+	s[0].flags = 0x80000000;
+	EXPECT_EQ(VIRTIO_BLK_S_UNSUPP, dwz(_metadata, &c->d.vq[0], type, s, 16, &used))
+		TH_LOG("%s: flags %#x", tn, s[0].flags);
+	bdev_check(_metadata, c->path, 900, 8192, seed, "rejected discard/write-zeroes");
+	free(s);
+}
+
+#define INFLIGHT_N	8
+#define INFLIGHT_LEN	(32 * KiB)
+#define INFLIGHT_SEC	2000
+
+/* Has the device consumed n avail entries of vq 0 (GET_VRING_BASE)? */
+static bool consumed(struct ctx *c, unsigned int n, int timeout_ms)
+{
+	uint64_t t0 = vblk_now_ms();
+	struct vhost_vring_state s = { .index = 0 };
+
+	do {
+		if (raw_ioctl(c->d.fd, VHOST_GET_VRING_BASE, &s) == 0 && s.num >= n)
+			return true;
+		usleep(2000);
+	} while (vblk_now_ms() - t0 < (uint64_t)timeout_ms);
+	return false;
+}
+
+/* Submit INFLIGHT_N writes on vq 0 and make sure they are in flight. */
+static void start_inflight(struct __test_metadata *_metadata, struct ctx *c,
+			   struct vblk_req *r, uint8_t *buf, uint64_t seed)
+{
+	vblk_pattern_fill(buf, INFLIGHT_N * INFLIGHT_LEN, INFLIGHT_SEC, seed);
+	for (int i = 0; i < INFLIGHT_N; i++) {
+		vblk_req_init(&r[i], VIRTIO_BLK_T_OUT,
+			      INFLIGHT_SEC + i * (INFLIGHT_LEN / 512));
+		r[i].out = buf + i * INFLIGHT_LEN;
+		r[i].out_len = INFLIGHT_LEN;
+		ASSERT_EQ(0, vblk_submit(&c->d.vq[0], &r[i]));
+	}
+	vblk_kick(&c->d.vq[0], true);
+	/* wait until the device has taken them all off the ring */
+	ASSERT_TRUE(consumed(c, INFLIGHT_N, 10000))
+		TH_LOG("the device did not take %d requests off the ring", INFLIGHT_N);
+	/* dm-delay holds them: none can be complete yet */
+	ASSERT_EQ(0, vblk_reap(&c->d.vq[0]))
+		TH_LOG("writes already completed: is %s a dm-delay device?",
+		       c->path);
+}
+
+static const char *delay_dev(void)
+{
+	return env_dev("VBLK_DEV_DELAY", NULL);
+}
+
+/*
+ * Where to check that in-flight writes have landed: the device under
+ * dm-delay (VBLK_DEV_DELAY_UNDER), read directly.  Through dm-delay itself
+ * a read would queue behind the delayed writes and hide a teardown that
+ * did not wait for them.
+ */
+static const char *under(const char *dev)
+{
+	const char *u = env_dev("VBLK_DEV_DELAY_UNDER", NULL);
+
+	return u && !access(u, F_OK) ? u : dev;
+}
+
+/* The owner dies (exit or SIGKILL) with I/O in flight. */
+static void owner_dies(struct __test_metadata *_metadata, bool sigkill)
+{
+	uint64_t seed = new_seed(), t0;
+	const char *dev = delay_dev();
+	int st = 0, pfd[2];
+	pid_t pid, w = 0;
+	char ready = 0;
+
+	ASSERT_EQ(0, pipe(pfd));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		uint8_t *buf = malloc(INFLIGHT_N * INFLIGHT_LEN);
+		struct vblk_req r[INFLIGHT_N];
+		struct ctx c;
+
+		ctx_open(_metadata, &c, dev, 1);
+		start_inflight(_metadata, &c, r, buf, seed);
+		if (write(pfd[1], "r", 1) != 1)
+			_exit(3);
+		if (sigkill)
+			raise(SIGKILL);
+		_exit(0);	/* no close: the exit path tears down */
+	}
+	close(pfd[1]);
+	EXPECT_EQ(1, read(pfd[0], &ready, 1)) TH_LOG("child could not start I/O");
+	t0 = vblk_now_ms();
+	while (vblk_now_ms() - t0 < 30000) {
+		w = waitpid(pid, &st, WNOHANG);
+		if (w)
+			break;
+		usleep(10 * 1000);
+	}
+	ASSERT_EQ(pid, w) TH_LOG("owner did not finish exiting within 30 s");
+	if (sigkill) {
+		EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	} else {
+		EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	bdev_check(_metadata, under(dev), INFLIGHT_SEC, INFLIGHT_N * INFLIGHT_LEN, seed,
+		   "written by the time the owner was reaped");
+	close(pfd[0]);
+}
+
+/*
+ * All 16 queues busy with random requests (IN, OUT, WRITE_ZEROES, FLUSH,
+ * GET_ID) in random layouts (direct/indirect, misaligned, split headers,
+ * merged status), interrupts toggled at random.  Each in-flight request
+ * owns a slot of sectors, a model of the slot's content checks every read.
+ * Seed: $VBLK_SEED (printed); length: $VBLK_MIX_REQS requests (default 1500).
+ */
+#define MIX_SLOTS	8
+#define MIX_SLOT_SECS	64
+#define MIX_BASE	200000
+
+struct mix_slot {
+	struct vblk_req r;
+	uint64_t first;			/* first sector of the slot */
+	uint64_t model[MIX_SLOT_SECS];	/* pattern seed per sector, 0 = zero */
+	uint8_t *buf;
+	struct vblk_layout l;
+	bool busy;
+	unsigned long errors;
+	char what[160];
+};
+
+static uint64_t mix_rng;
+static bool mix_ro_toggling;
+static unsigned long mix_ro_rejected, mix_writes_ok;
+
+static uint64_t rnd(uint64_t n)
+{
+	mix_rng ^= mix_rng << 13;
+	mix_rng ^= mix_rng >> 7;
+	mix_rng ^= mix_rng << 17;
+	return n ? mix_rng % n : mix_rng;
+}
+
+static bool check_sectors(const uint8_t *b, uint64_t lba, const uint64_t *model,
+			  unsigned int n, char *why, size_t wl)
+{
+	static const uint8_t zero[512];
+
+	for (unsigned int i = 0; i < n; i++) {
+		if (!model[i] ? memcmp(b + i * 512, zero, 512) :
+		    vblk_pattern_check(b + i * 512, 512, lba + i, model[i], why, wl) != -1) {
+			if (!model[i])
+				snprintf(why, wl, "sector %llu should be zero",
+					 (unsigned long long)(lba + i));
+			return false;
+		}
+	}
+	return true;
+}
+
+static void mix_complete(struct vblk_req *r)
+{
+	struct mix_slot *s = r->priv;
+	unsigned int n = (r->type == VIRTIO_BLK_T_IN ? r->in_len : r->out_len) / 512;
+	unsigned int off = r->sector - s->first;
+	char why[200] = "";
+
+	s->busy = false;
+	if (mix_ro_toggling && r->status == VIRTIO_BLK_S_IOERR &&
+	    (r->type == VIRTIO_BLK_T_OUT || r->type == VIRTIO_BLK_T_WRITE_ZEROES)) {
+		mix_ro_rejected++;	/* read-only at the time: nothing written */
+		return;
+	}
+	if (r->type == VIRTIO_BLK_T_OUT && r->status == VIRTIO_BLK_S_OK)
+		mix_writes_ok++;
+	if (r->status != VIRTIO_BLK_S_OK) {
+		fprintf(stderr, "# mix: %s: status %u\n", s->what, r->status);
+		s->errors++;
+		return;
+	}
+	switch (r->type) {
+	case VIRTIO_BLK_T_IN:
+		if (r->used_len != r->in_len + 1 ||
+		    !check_sectors(s->buf, r->sector, s->model + off, n, why, sizeof(why))) {
+			fprintf(stderr, "# mix: %s: used.len %u: %s\n", s->what,
+				r->used_len, why);
+			s->errors++;
+		}
+		break;
+	case VIRTIO_BLK_T_OUT:
+		for (unsigned int i = 0; i < n; i++)
+			s->model[off + i] = r->priv2;
+		goto one;
+	case VIRTIO_BLK_T_WRITE_ZEROES: {
+		const struct dwz_seg *seg = (const void *)s->buf;
+
+		for (unsigned int i = 0; i < seg->num; i++)
+			s->model[seg->sector - s->first + i] = 0;
+		goto one;
+	}
+	case VIRTIO_BLK_T_GET_ID:
+		if (r->used_len != 21 || memcmp(s->buf, "vblk-mix-serial-0001", 20)) {
+			fprintf(stderr, "# mix: %s: bad GET_ID\n", s->what);
+			s->errors++;
+		}
+		break;
+	default:
+one:
+		if (r->used_len != 1) {
+			fprintf(stderr, "# mix: %s: used.len %u\n", s->what, r->used_len);
+			s->errors++;
+		}
+	}
+}
+
+static void mix_issue(struct __test_metadata *_metadata, struct vblk_vq *vq,
+		      struct mix_slot *s)
+{
+	unsigned int n = 1 + rnd(MIX_SLOT_SECS), off = rnd(MIX_SLOT_SECS - n + 1);
+	unsigned int k = rnd(100);
+	uint64_t sec = s->first + off, seed = new_seed();
+	uint32_t type;
+
+	if (k < 40)
+		type = VIRTIO_BLK_T_IN;
+	else if (k < 80)
+		type = VIRTIO_BLK_T_OUT;
+	else if (k < 88)
+		type = VIRTIO_BLK_T_WRITE_ZEROES;
+	else if (k < 94)
+		type = VIRTIO_BLK_T_FLUSH;
+	else
+		type = VIRTIO_BLK_T_GET_ID;
+	vblk_req_init(&s->r, type, sec);
+	s->r.priv = s;
+	s->r.complete = mix_complete;
+	s->r.name = s->what;
+	s->l = layouts[rnd(NLAYOUTS)].l;
+	if (rnd(2))
+		s->l.flags |= VBLK_L_INDIRECT;
+	if (rnd(3) == 0)
+		s->l.offset = rnd(4096);
+	s->r.layout = rnd(4) ? &s->l : NULL;
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+		s->r.in = s->buf;
+		s->r.in_len = n * 512;
+		break;
+	case VIRTIO_BLK_T_OUT:
+		vblk_pattern_fill(s->buf, n * 512, sec, seed);
+		s->r.out = s->buf;
+		s->r.out_len = n * 512;
+		s->r.priv2 = seed;
+		break;
+	case VIRTIO_BLK_T_WRITE_ZEROES: {
+		struct dwz_seg seg = { sec, n, rnd(2) };
+
+		memcpy(s->buf, &seg, 16);
+		s->r.out = s->buf;
+		s->r.out_len = 16;
+		break;
+	}
+	case VIRTIO_BLK_T_GET_ID:
+		s->r.in = s->buf;
+		s->r.in_len = 20;
+		break;
+	}
+	snprintf(s->what, sizeof(s->what), "vq %u slot %llu type %u sector %llu n %u layout %s%s",
+		 vq->idx, (unsigned long long)(s->first - MIX_BASE) / MIX_SLOT_SECS,
+		 type, (unsigned long long)sec, n,
+		 s->r.layout ? "random" : "classic",
+		 s->l.flags & VBLK_L_INDIRECT ? " indirect" : "");
+	s->busy = true;
+	ASSERT_EQ(0, vblk_submit(vq, &s->r)) TH_LOG("%s", s->what);
+}
+
+/* known content: everything zero */
+static void mix_zero(struct __test_metadata *_metadata, const char *ram)
+{
+	size_t len = VHOST_BLK_MAX_VQS * MIX_SLOTS * MIX_SLOT_SECS * 512;
+	uint8_t *z = calloc(1, len);
+
+	bdev_rw(_metadata, ram, true, MIX_BASE, z, len);
+	free(z);
+}
+
+struct ro_toggler {
+	int fd;
+	volatile bool stop;
+	unsigned long flips;
+};
+
+/* Flip SET_READONLY every 0-2 ms from another thread of the owner. */
+static void *ro_toggle(void *arg)
+{
+	struct ro_toggler *t = arg;
+	unsigned int st = 1;	/* own generator: mix_rng is the main thread's */
+	int ro = 0;
+
+	while (!t->stop) {
+		ro = !ro;
+		if (ioctl(t->fd, VHOST_BLK_SET_READONLY, &ro) == 0)
+			t->flips++;
+		usleep(rand_r(&st) % 2000);
+	}
+	ro = 0;
+	ioctl(t->fd, VHOST_BLK_SET_READONLY, &ro);
+	return NULL;
+}
+
+static void mix_run(struct __test_metadata *_metadata, const char *ram,
+		    unsigned long def_reqs, bool toggle_ro)
+{
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+	struct ro_toggler tog = { .fd = -1 };
+	struct mix_slot *slots;
+	unsigned long issued = 0, want, errors = 0;
+	uint64_t seed, last_progress;
+	pthread_t th;
+	const char *e;
+	struct ctx c;
+
+	e = getenv("VBLK_SEED");
+	seed = e ? strtoull(e, NULL, 0) : (vblk_now_ms() ^ getpid());
+	e = getenv("VBLK_MIX_REQS");
+	want = e ? strtoul(e, NULL, 0) : def_reqs;
+	mix_rng = seed | 1;
+	mix_ro_toggling = toggle_ro;
+	mix_ro_rejected = mix_writes_ok = 0;
+	TH_LOG("seed %llu (VBLK_SEED to repeat), %lu requests",
+	       (unsigned long long)seed, want);
+	o.nvqs = VHOST_BLK_MAX_VQS;
+	o.mem_size = 64 << 20;
+	ctx_open_opts(_metadata, &c, ram, O_RDWR, &o);
+	ASSERT_EQ(0, vblk_set_serial(&c.d, "vblk-mix-serial-0001", 20));
+	if (toggle_ro) {
+		tog.fd = c.d.fd;
+		ASSERT_EQ(0, pthread_create(&th, NULL, ro_toggle, &tog));
+	}
+	slots = calloc(VHOST_BLK_MAX_VQS * MIX_SLOTS, sizeof(*slots));
+	ASSERT_NE(NULL, slots);
+	mix_zero(_metadata, ram);
+	for (int i = 0; i < VHOST_BLK_MAX_VQS * MIX_SLOTS; i++) {
+		slots[i].first = MIX_BASE + i * MIX_SLOT_SECS;
+		slots[i].buf = malloc(MIX_SLOT_SECS * 512);
+	}
+	last_progress = vblk_now_ms();
+	for (;;) {
+		struct pollfd pfd[VHOST_BLK_MAX_VQS];
+		int busy = 0, got = 0;
+
+		for (int q = 0; q < VHOST_BLK_MAX_VQS; q++) {
+			struct vblk_vq *vq = &c.d.vq[q];
+
+			got += vblk_reap(vq);
+			if (rnd(16) == 0)
+				vblk_vq_set_irq(vq, !vq->irq_enabled);
+			for (int i = 0; i < MIX_SLOTS && issued < want; i++) {
+				struct mix_slot *s = &slots[q * MIX_SLOTS + i];
+
+				if (!s->busy && rnd(2)) {
+					mix_issue(_metadata, vq, s);
+					issued++;
+				}
+			}
+			vblk_kick(vq, rnd(8) == 0);
+			busy += vq->ninflight;
+			pfd[q] = (struct pollfd){ .fd = vq->call_fd, .events = POLLIN };
+		}
+		if (got)
+			last_progress = vblk_now_ms();
+		if (!busy && issued >= want)
+			break;
+		ASSERT_GT(20000, vblk_now_ms() - last_progress) {
+			for (int q = 0; q < VHOST_BLK_MAX_VQS; q++)
+				vblk_dump_inflight(&c.d.vq[q], stderr);
+			TH_LOG("no completion for 20 s, seed %llu", (unsigned long long)seed);
+		}
+		if (!got && poll(pfd, VHOST_BLK_MAX_VQS, 20) > 0) {
+			for (int q = 0; q < VHOST_BLK_MAX_VQS; q++)
+				if (pfd[q].revents)
+					vblk_call_count(&c.d.vq[q], 0);
+		}
+	}
+	if (toggle_ro) {
+		tog.stop = true;
+		pthread_join(th, NULL);
+		TH_LOG("%lu read-only flips, %lu writes rejected, %lu written",
+		       tog.flips, mix_ro_rejected, mix_writes_ok);
+		EXPECT_LT(0, mix_ro_rejected) TH_LOG("no write ever hit read-only");
+		EXPECT_LT(0, mix_writes_ok) TH_LOG("no write ever succeeded");
+	}
+	for (int i = 0; i < VHOST_BLK_MAX_VQS * MIX_SLOTS; i++) {
+		errors += slots[i].errors;
+		free(slots[i].buf);
+	}
+	for (int q = 0; q < VHOST_BLK_MAX_VQS; q++) {
+		EXPECT_EQ(0, c.d.vq[q].bad_used) TH_LOG("vq %d", q);
+	}
+	EXPECT_EQ(0, errors) TH_LOG("seed %llu", (unsigned long long)seed);
+	/* the backend matches the model */
+	for (int i = 0; i < VHOST_BLK_MAX_VQS * MIX_SLOTS; i++) {
+		uint8_t *b = malloc(MIX_SLOT_SECS * 512);
+		char why[200];
+
+		bdev_rw(_metadata, ram, false, slots[i].first, b, MIX_SLOT_SECS * 512);
+		EXPECT_TRUE(check_sectors(b, slots[i].first, slots[i].model,
+					  MIX_SLOT_SECS, why, sizeof(why)))
+			TH_LOG("backend slot %d: %s (seed %llu)", i, why,
+			       (unsigned long long)seed);
+		free(b);
+	}
+	free(slots);
+	ctx_close(&c);
+}
+
+static bool log_bit(const uint8_t *log, uint64_t gpa)
+{
+	uint64_t page = gpa / 4096;
+
+	return log[page / 8] & (1 << (page % 8));
+}
+
+/* The first address past the owner's user space (4- or 5-level paging). */
+static uint64_t user_space_end(void)
+{
+	void *hint = (void *)((1ULL << 47) + (64ULL << 20));
+	void *p = mmap(hint, 4096, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+
+	if (p == hint) {
+		munmap(p, 4096);
+		return (1ULL << 56) - 4096;
+	}
+	if (p != MAP_FAILED)
+		munmap(p, 4096);
+	return (1ULL << 47) - 4096;
+}
+
+/*
+ * Watch queue 0 for ms milliseconds: the largest number of requests the
+ * device has taken off the ring and not yet returned.  The base is read
+ * before the used index, so the figure never overestimates.
+ */
+static unsigned int max_in_flight(struct ctx *c, int ms)
+{
+	struct vhost_vring_state s = { .index = 0 };
+	uint64_t t0 = vblk_now_ms();
+	unsigned int max = 0;
+	uint16_t used;
+
+	do {
+		if (raw_ioctl(c->d.fd, VHOST_GET_VRING_BASE, &s))
+			break;
+		used = __atomic_load_n(&c->d.vq[0].used->idx, __ATOMIC_ACQUIRE);
+		if ((uint16_t)(s.num - used) > max)
+			max = (uint16_t)(s.num - used);
+		usleep(1000);
+	} while (vblk_now_ms() - t0 < (uint64_t)ms);
+	return max;
+}
+
+#define BOUNCE_PARAM	"/sys/module/vhost_blk/parameters/bounce_limit_kb"
+
+static int write_param(const char *path, unsigned int v)
+{
+	FILE *f = fopen(path, "w");
+	int r;
+
+	if (!f)
+		return -errno;
+	r = fprintf(f, "%u\n", v) < 0 ? -EIO : 0;
+	if (fclose(f))
+		r = -errno;
+	return r;
+}
+
+/* Find a cgroup2 mount with the memory controller, or mount one. */
+static const char *memcg_root(void)
+{
+	static const char *root = "/sys/fs/cgroup";
+	char p[256];
+
+	snprintf(p, sizeof(p), "%s/cgroup.controllers", root);
+	if (access(p, F_OK) && system("mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null"))
+		return NULL;
+	if (system("grep -qw memory /sys/fs/cgroup/cgroup.controllers && "
+		   "echo +memory > /sys/fs/cgroup/cgroup.subtree_control"))
+		return NULL;
+	return root;
+}
+
+static long long cg_read(const char *dir, const char *file)
+{
+	char p[256], buf[64];
+	long long v = -1;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, file);
+	f = fopen(p, "r");
+	if (!f)
+		return -1;
+	if (fgets(buf, sizeof(buf), f))
+		v = atoll(buf);
+	fclose(f);
+	return v;
+}
+
+/* The block-layer flags of the bios a guest write makes (ftrace). */
+static int trace_write_rwbs(struct __test_metadata *_metadata, struct ctx *c,
+			    uint64_t sector, char *rwbs, size_t len)
+{
+	static const char *tr = "/sys/kernel/tracing";
+	char p[256], line[512], want[64];
+	uint64_t seed = new_seed();
+	int found = -1;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/trace", tr);
+	if (access(p, F_OK) && system("mount -t tracefs nodev /sys/kernel/tracing"))
+		return -1;
+	if (system("echo 0 > /sys/kernel/tracing/tracing_on; "
+		   "echo > /sys/kernel/tracing/trace; "
+		   "echo 1 > /sys/kernel/tracing/events/block/block_bio_queue/enable; "
+		   "echo 1 > /sys/kernel/tracing/tracing_on"))
+		return -1;
+	dev_write(_metadata, &c->d.vq[0], sector, 4096, seed, NULL);
+	if (system("echo 0 > /sys/kernel/tracing/tracing_on; "
+		   "echo 0 > /sys/kernel/tracing/events/block/block_bio_queue/enable"))
+		return -1;
+	snprintf(want, sizeof(want), " %llu + 8 ", (unsigned long long)sector);
+	f = fopen(p, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *q = strstr(line, want), *e;
+
+		if (!q)
+			continue;
+		/* "... block_bio_queue: 253,0 WS 1234 + 8 [comm]" */
+		*q = 0;
+		e = strrchr(line, ' ');
+		if (e) {
+			snprintf(rwbs, len, "%s", e + 1);
+			found = 0;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * Set or clear VHOST_F_LOG_ALL on a running device, then the used-ring
+ * log flag of queue 0, in QEMU's order.
+ */
+static void set_log_all(struct __test_metadata *_metadata, struct ctx *c, bool on)
+{
+	uint64_t feat = VBLK_DEFAULT_FEATURES | (on ? F(VHOST_F_LOG_ALL) : 0);
+	struct vhost_vring_addr a = { .index = 0 };
+
+	ASSERT_EQ(0, raw_ioctl(c->d.fd, VHOST_SET_FEATURES, &feat));
+	c->d.acked = feat;
+	a.desc_user_addr = (uintptr_t)c->d.vq[0].desc;
+	a.avail_user_addr = (uintptr_t)c->d.vq[0].avail;
+	a.used_user_addr = (uintptr_t)c->d.vq[0].used;
+	a.log_guest_addr = c->d.vq[0].used_gpa;
+	a.flags = on ? 1U << VHOST_VRING_F_LOG : 0;
+	ASSERT_EQ(0, raw_ioctl(c->d.fd, VHOST_SET_VRING_ADDR, &a));
+}
+
+/* Pages of [gpa, gpa + len). */
+static bool in_range(uint64_t page, uint64_t gpa, uint64_t len)
+{
+	return page + 4096 > gpa && page < gpa + len;
+}
+
+/* Guest ranges a request's writable descriptors cover (copied at submit). */
+struct wr_ranges {
+	unsigned int n;
+	uint64_t gpa[16];
+	uint32_t len[16];
+};
+
+static void save_writable(struct wr_ranges *w, const struct vblk_req *r)
+{
+	for (unsigned int i = 0; i < r->nsegs && w->n < 16; i++) {
+		if (r->segs[i].write) {
+			w->gpa[w->n] = r->segs[i].gpa;
+			w->len[w->n++] = r->segs[i].len;
+		}
+	}
+}
+
+/*
+ * The log after the requests completed: every page of their writable
+ * descriptors set, nothing set outside them and the used ring, byte for
+ * byte.
+ */
+static void check_log(struct __test_metadata *_metadata, struct ctx *c,
+		      const uint8_t *log, size_t loglen,
+		      const struct wr_ranges *w, const char *what)
+{
+	uint64_t used = c->d.vq[0].used_gpa;
+	uint64_t used_len = 6 + 8 * c->d.vq[0].num;
+	uint8_t *want = calloc(1, loglen);
+	size_t first_bad = loglen;
+
+	for (unsigned int i = 0; i < w->n; i++) {
+		for (uint64_t p = w->gpa[i] & ~4095ULL; p < w->gpa[i] + w->len[i];
+		     p += 4096)
+			want[p / 4096 / 8] |= 1 << (p / 4096 % 8);
+	}
+	for (size_t b = 0; b < loglen && first_bad == loglen; b++) {
+		for (int bit = 0; bit < 8; bit++) {
+			uint64_t page = ((uint64_t)b * 8 + bit) * 4096;
+			bool got = log[b] & (1 << bit), exp = want[b] & (1 << bit);
+
+			if (got == exp || (got && in_range(page, used, used_len)))
+				continue;
+			first_bad = b;
+			TH_LOG("%s: page %#llx %s", what, (unsigned long long)page,
+			       got ? "logged, not written" : "written, not logged");
+			break;
+		}
+	}
+	EXPECT_EQ(loglen, first_bad) TH_LOG("%s: log differs", what);
+	EXPECT_TRUE(log[used / 4096 / 8] & (1 << (used / 4096 % 8)) ||
+		    log[(used + used_len - 1) / 4096 / 8] &
+		    (1 << ((used + used_len - 1) / 4096 % 8)))
+		TH_LOG("%s: used ring not logged", what);
+	free(want);
+}
+
+/*
+ * VBLK_FILE: a file of at least 16 MiB on a filesystem with O_DIRECT and
+ * hole punching (10-kselftest.sh makes one on ext4, and VBLK_FILE_XFS one
+ * on xfs when mkfs.xfs exists).  Checks go through pread/pwrite of the file.
+ */
+static const char *need_file(const char *env)
+{
+	const char *p = env_dev(env, NULL);
+
+	return p && !access(p, W_OK) ? p : NULL;
+}
+
+#define NEED_FILE(var, env) do {					\
+	var = need_file(env);						\
+	if (!var)							\
+		SKIP(return, "%s not set: no backing file", env);	\
+} while (0)
+
+static void file_open(struct __test_metadata *_metadata, struct ctx *c,
+		      const char *path, int oflags, uint64_t features)
+{
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+	struct stat st;
+	int err;
+
+	memset(c, 0, sizeof(*c));
+	o.set_features = true;
+	o.features = features;
+	err = vblk_open(&c->d, &o);
+	ASSERT_EQ(0, err) TH_LOG("vblk_open: %s", strerror(-err));
+	c->path = path;
+	c->bfd = open(path, oflags | O_CLOEXEC);
+	ASSERT_LE(0, c->bfd) TH_LOG("open %s: %s", path, strerror(errno));
+	ASSERT_EQ(0, fstat(c->bfd, &st));
+	c->cap = st.st_size / 512;
+	err = vblk_set_backend(&c->d, c->bfd);
+	ASSERT_EQ(0, err) TH_LOG("SET_BACKEND %s: %s", path, strerror(-err));
+}
+
+static void file_check(struct __test_metadata *_metadata, const char *path,
+		       uint64_t sector, size_t len, uint64_t seed, const char *what)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint8_t *b = malloc(len);
+	char why[256];
+
+	ASSERT_LE(0, fd);
+	ASSERT_EQ((ssize_t)len, pread(fd, b, len, sector * 512));
+	EXPECT_EQ(-1, vblk_pattern_check(b, len, sector, seed, why, sizeof(why)))
+		TH_LOG("%s: file %s: %s", what, path, why);
+	close(fd);
+	free(b);
+}
+
+/* Aligned and unaligned writes and reads, a flush; data lands in the file. */
+static void file_rw_cases(struct __test_metadata *_metadata, const char *path,
+			  int oflags)
+{
+	static const struct vblk_layout una = { .offset = 100 };
+	uint64_t seed = new_seed();
+	struct ctx c;
+
+	file_open(_metadata, &c, path, oflags, VBLK_DEFAULT_FEATURES);
+	dev_write(_metadata, &c.d.vq[0], 2048, 65536, seed, NULL);
+	dev_write(_metadata, &c.d.vq[0], 4096, 8192, seed, &una);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, io_status(_metadata, &c.d.vq[0],
+					     VIRTIO_BLK_T_FLUSH, 0, 0, NULL));
+	file_check(_metadata, path, 2048, 65536, seed, "aligned write");
+	file_check(_metadata, path, 4096, 8192, seed, "unaligned write");
+	dev_check(_metadata, &c.d.vq[0], 2048, 65536, seed, NULL, "aligned read");
+	dev_check(_metadata, &c.d.vq[0], 4096, 8192, seed, &una, "unaligned read");
+	ctx_close(&c);
+}
+
+#endif /* VHOST_BLK_TEST_H */
