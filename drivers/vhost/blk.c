@@ -21,12 +21,16 @@
 
 #include <linux/bio.h>
 #include <linux/blkdev.h>
+#include <linux/debugfs.h>
 #include <linux/file.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <linux/llist.h>
+#include <linux/memcontrol.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/sched/mm.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/uio.h>
@@ -57,6 +61,12 @@
 #define VHOST_BLK_INLINE_LOG	4
 /* Wait before retrying a request that could not get memory. */
 #define VHOST_BLK_RETRY_JIFFIES	(HZ / 50)
+/*
+ * Memory of one request: charged to the owner's memory cgroup, and it may
+ * fail rather than invoke the OOM killer or warn, because the request is
+ * then simply retried (see vhost_blk_handle_kick()).
+ */
+#define VHOST_BLK_REQ_GFP	(GFP_KERNEL_ACCOUNT | __GFP_NORETRY | __GFP_NOWARN)
 
 #define VHOST_BLK_HDR_BYTES	sizeof(struct virtio_blk_outhdr)
 #define VHOST_BLK_SEG_BYTES	sizeof(struct virtio_blk_discard_write_zeroes)
@@ -88,6 +98,42 @@ struct vhost_blk_backend {
 /* Runs file-backend work that may block: buffered I/O, fsync, fallocate. */
 static struct workqueue_struct *vhost_blk_wq;
 
+/* <debugfs>/vhost-blk/<id>/stats, one directory per open device. */
+static struct dentry *vhost_blk_debugfs;
+
+/* Request types counted apart, in the order of enum vhost_blk_stat. */
+static const u32 vhost_blk_stat_type[] = {
+	VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH,
+	VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES,
+};
+
+/* Counters of a queue, only changed by its worker under vq.mutex. */
+enum vhost_blk_stat {
+	VHOST_BLK_STAT_IN, VHOST_BLK_STAT_OUT, VHOST_BLK_STAT_FLUSH,
+	VHOST_BLK_STAT_GET_ID, VHOST_BLK_STAT_DISCARD,
+	VHOST_BLK_STAT_WRITE_ZEROES, VHOST_BLK_STAT_OTHER,
+	VHOST_BLK_STAT_READ_BYTES, VHOST_BLK_STAT_WRITE_BYTES,
+	VHOST_BLK_STAT_BOUNCED_BYTES,
+	VHOST_BLK_STAT_IOERR, VHOST_BLK_STAT_UNSUPP,
+	/* Kick handler stopped: a ring's worth of requests in flight. */
+	VHOST_BLK_STAT_RING_FULL,
+	/* Chains given back: over the bounce budget, or out of memory. */
+	VHOST_BLK_STAT_BOUNCE_WAITS, VHOST_BLK_STAT_NOMEM_RETRIES,
+	/* Completion runs, those stopped by the weight, the largest one. */
+	VHOST_BLK_STAT_COMPLETION_RUNS, VHOST_BLK_STAT_COMPLETION_DEFERRED,
+	VHOST_BLK_STAT_COMPLETION_MAX,
+	VHOST_BLK_NR_STATS
+};
+
+static const char *const vhost_blk_stat_name[VHOST_BLK_NR_STATS] = {
+	"requests_in", "requests_out", "requests_flush", "requests_get_id",
+	"requests_discard", "requests_write_zeroes", "requests_other",
+	"read_bytes", "write_bytes", "bounced_bytes",
+	"errors_ioerr", "errors_unsupp",
+	"waits_ring_full", "waits_bounce", "retries_nomem",
+	"completion_runs", "completion_deferred", "completion_max_batch",
+};
+
 struct vhost_blk;
 struct vhost_blk_req;
 
@@ -112,12 +158,21 @@ struct vhost_blk_vq {
 	/* Protects inflight: requests started whose bios have not all ended. */
 	spinlock_t lock;
 	unsigned int inflight;
+	u64 stats[VHOST_BLK_NR_STATS];
 };
 
 struct vhost_blk {
 	struct vhost_dev dev;
-	/* Names the device in trace events. */
+	/* Names the device in trace events, fdinfo and debugfs. */
 	u32 id;
+	/* Process that opened the device, shown in debugfs. */
+	pid_t tgid;
+	struct dentry *debugfs;
+	/*
+	 * The owner's memory cgroup, taken at attach: the worker and
+	 * vhost_blk_wq charge the memory of requests to it.
+	 */
+	struct mem_cgroup *memcg;
 	/* Attached backend; changed under dev.mutex and every vq mutex. */
 	struct vhost_blk_backend *backend;
 	/* Protects serial. */
@@ -395,11 +450,11 @@ static int vhost_blk_bounce_alloc(struct vhost_blk_req *req, bool write,
 		return -EAGAIN;
 	req->bounce = (size_t)nr << PAGE_SHIFT;
 
-	req->pages = kvcalloc(nr, sizeof(*req->pages), GFP_KERNEL_ACCOUNT);
+	req->pages = kvcalloc(nr, sizeof(*req->pages), VHOST_BLK_REQ_GFP);
 	if (!req->pages)
 		return -ENOMEM;
 	for (i = 0; i < nr; i++) {
-		req->pages[i] = alloc_page(GFP_KERNEL_ACCOUNT);
+		req->pages[i] = alloc_page(VHOST_BLK_REQ_GFP);
 		if (!req->pages[i])
 			return -ENOMEM;
 		req->nr_pages++;
@@ -477,7 +532,7 @@ static int vhost_blk_bvec_iter(struct vhost_blk_req *req, bool write,
 	unsigned int i;
 
 	req->bvec = kvcalloc(req->nr_pages, sizeof(*req->bvec),
-			     GFP_KERNEL_ACCOUNT);
+			     VHOST_BLK_REQ_GFP);
 	if (!req->bvec)
 		return -ENOMEM;
 	for (i = 0; i < req->nr_pages; i++) {
@@ -499,6 +554,7 @@ static void vhost_blk_file_work(struct work_struct *work)
 {
 	struct vhost_blk_req *req = container_of(work, struct vhost_blk_req,
 						 work);
+	struct mem_cgroup *old = set_active_memcg(req->bvq->blk->memcg);
 	struct file *file = req->be->file;
 	struct iov_iter iter;
 	long ret = 0, expected = 0;
@@ -543,6 +599,7 @@ static void vhost_blk_file_work(struct work_struct *work)
 		}
 		break;
 	}
+	set_active_memcg(old);
 	vhost_blk_file_done(req, ret, expected);
 }
 
@@ -643,7 +700,7 @@ static int vhost_blk_rw(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 	aligned = vhost_blk_iter_aligned(be, iter);
 	if (!write && !aligned) {
 		/* Saved now: vq->iov is reused for the next request. */
-		req->iov = kmemdup(iov, nr * sizeof(*iov), GFP_KERNEL_ACCOUNT);
+		req->iov = kmemdup(iov, nr * sizeof(*iov), VHOST_BLK_REQ_GFP);
 		if (!req->iov)
 			return -ENOMEM;
 		req->iov_cnt = nr;
@@ -750,7 +807,7 @@ static int vhost_blk_dwz(struct vhost_blk_req *req, struct vhost_blk_backend *be
 	}
 	if (!be->bdev) {
 		/* Checked copies of the segments for the work item. */
-		req->segs = kmalloc_array(nr, sizeof(seg), GFP_KERNEL_ACCOUNT);
+		req->segs = kmalloc_array(nr, sizeof(seg), VHOST_BLK_REQ_GFP);
 		if (!req->segs)
 			return -ENOMEM;
 		if (!copy_from_iter_full(req->segs, nr * sizeof(seg), iter))
@@ -845,7 +902,7 @@ static int vhost_blk_save_log(struct vhost_blk_req *req,
 	req->log = req->inline_log;
 	if (log_num > VHOST_BLK_INLINE_LOG) {
 		req->log = kmalloc_array(log_num, sizeof(*log),
-					 GFP_KERNEL_ACCOUNT);
+					 VHOST_BLK_REQ_GFP);
 		if (!req->log) {
 			req->log = req->inline_log;
 			return -ENOMEM;
@@ -946,6 +1003,28 @@ static noinline_for_stack u8 vhost_blk_copy_back(struct vhost_blk_req *req)
 	return VIRTIO_BLK_S_OK;
 }
 
+static void vhost_blk_count(u64 *st, const struct vhost_blk_req *req,
+			    u8 status)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(vhost_blk_stat_type); i++) {
+		if (req->type == vhost_blk_stat_type[i])
+			break;
+	}
+	st[i]++;	/* VHOST_BLK_STAT_OTHER when none matched */
+	if (status == VIRTIO_BLK_S_IOERR)
+		st[VHOST_BLK_STAT_IOERR]++;
+	else if (status == VIRTIO_BLK_S_UNSUPP)
+		st[VHOST_BLK_STAT_UNSUPP]++;
+	else if (req->type == VIRTIO_BLK_T_IN)
+		st[VHOST_BLK_STAT_READ_BYTES] += req->data_len;
+	else if (req->type == VIRTIO_BLK_T_OUT)
+		st[VHOST_BLK_STAT_WRITE_BYTES] += req->data_len;
+	if (req->nr_pages)
+		st[VHOST_BLK_STAT_BOUNCED_BYTES] += req->data_len;
+}
+
 /* Return one finished request to the guest and put it back in the pool. */
 static void vhost_blk_complete_one(struct vhost_blk_req *req,
 				   struct vring_used_elem *used)
@@ -956,6 +1035,7 @@ static void vhost_blk_complete_one(struct vhost_blk_req *req,
 
 	if (status == VIRTIO_BLK_S_OK && req->iov)
 		status = vhost_blk_copy_back(req);
+	vhost_blk_count(req->bvq->stats, req, status);
 	len = status == VIRTIO_BLK_S_OK ? req->len : 1;
 	if (put_user(status, req->status_ptr))
 		vq_err(vq, "cannot write status of request %u\n", req->head);
@@ -994,8 +1074,10 @@ static void vhost_blk_complete(struct vhost_blk_vq *bvq)
 	if (!bvq->completing)
 		return;
 
+	bvq->stats[VHOST_BLK_STAT_COMPLETION_RUNS]++;
 	while (bvq->completing) {
 		if (nreq == VHOST_BLK_WEIGHT || bytes >= VHOST_BLK_BYTE_WEIGHT) {
+			bvq->stats[VHOST_BLK_STAT_COMPLETION_DEFERRED]++;
 			vhost_blk_queue_work(vq, &bvq->complete_work);
 			break;
 		}
@@ -1018,6 +1100,8 @@ static void vhost_blk_complete(struct vhost_blk_vq *bvq)
 	if (n)
 		vhost_add_used_n(vq, vq->heads, n);
 	vhost_signal(&bvq->blk->dev, vq);
+	if (nreq > bvq->stats[VHOST_BLK_STAT_COMPLETION_MAX])
+		bvq->stats[VHOST_BLK_STAT_COMPLETION_MAX] = nreq;
 
 	/* Requests are free again: serve what the guest queued meanwhile. */
 	if (bvq->starved) {
@@ -1052,6 +1136,7 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 	unsigned int out, in, log_num, nreq = 0;
 	struct vhost_blk_backend *be;
 	struct vhost_blk_req *req;
+	struct mem_cgroup *old;
 	struct blk_plug plug;
 	size_t bytes = 0;
 	int head, ret;
@@ -1061,6 +1146,8 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 	if (!be)
 		goto out;
 
+	/* A kernel-thread worker (before 6.4) charges nobody by itself. */
+	old = set_active_memcg(bvq->blk->memcg);
 	blk_start_plug(&plug);
 	/* K1: no guest kicks while we drain the ring. */
 	vhost_disable_notify(dev, vq);
@@ -1070,6 +1157,7 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 		if (!req) {
 			/* A ring's worth in flight: completion kicks us. */
 			bvq->starved = true;
+			bvq->stats[VHOST_BLK_STAT_RING_FULL]++;
 			break;
 		}
 		/* The log ranges are always collected (exact dirty log). */
@@ -1100,9 +1188,13 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 			 * kicked when some is released.
 			 */
 			vhost_discard_vq_desc(vq, 1);
-			if (ret == -ENOMEM)
+			if (ret == -ENOMEM) {
+				bvq->stats[VHOST_BLK_STAT_NOMEM_RETRIES]++;
 				mod_timer(&bvq->retry,
 					  jiffies + VHOST_BLK_RETRY_JIFFIES);
+			} else {
+				bvq->stats[VHOST_BLK_STAT_BOUNCE_WAITS]++;
+			}
 			break;
 		}
 		bytes += ret;
@@ -1111,6 +1203,7 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 	}
 	blk_finish_plug(&plug);
 	vhost_blk_complete(bvq);
+	set_active_memcg(old);
 out:
 	mutex_unlock(&vq->mutex);
 }
@@ -1368,6 +1461,9 @@ static long vhost_blk_set_backend(struct vhost_blk *blk, int fd)
 		goto out;
 	}
 	vhost_blk_detach(blk);
+	/* Nothing is in flight: no worker or work item uses blk->memcg. */
+	mem_cgroup_put(blk->memcg);
+	blk->memcg = get_mem_cgroup_from_mm(current->mm);
 	r = vhost_blk_attach(blk, be);
 out:
 	mutex_unlock(&blk->dev.mutex);
@@ -1506,8 +1602,61 @@ static long vhost_blk_ioctl(struct file *f, unsigned int ioctl,
 	}
 }
 
+/* One counter of the device: the sum (or the maximum) over its queues. */
+static u64 vhost_blk_stat(struct vhost_blk *blk, enum vhost_blk_stat stat)
+{
+	u64 v, sum = 0;
+	unsigned int i;
+
+	for (i = 0; i < VHOST_BLK_MAX_VQS; i++) {
+		struct vhost_blk_vq *bvq = &blk->vqs[i];
+
+		mutex_lock(&bvq->vq.mutex);
+		v = bvq->stats[stat];
+		mutex_unlock(&bvq->vq.mutex);
+		if (stat == VHOST_BLK_STAT_COMPLETION_MAX)
+			sum = max(sum, v);
+		else
+			sum += v;
+	}
+	return sum;
+}
+
+static int vhost_blk_stats_show(struct seq_file *m, void *unused)
+{
+	struct vhost_blk *blk = m->private;
+	unsigned int i, inflight = 0;
+	size_t bounce;
+
+	for (i = 0; i < VHOST_BLK_MAX_VQS; i++) {
+		spin_lock_irq(&blk->vqs[i].lock);
+		inflight += blk->vqs[i].inflight;
+		spin_unlock_irq(&blk->vqs[i].lock);
+	}
+	spin_lock(&blk->bounce_lock);
+	bounce = blk->bounce_bytes;
+	spin_unlock(&blk->bounce_lock);
+
+	seq_printf(m, "pid %d\nin_flight %u\nbounce_held_bytes %zu\n",
+		   blk->tgid, inflight, bounce);
+	for (i = 0; i < VHOST_BLK_NR_STATS; i++)
+		seq_printf(m, "%s %llu\n", vhost_blk_stat_name[i],
+			   vhost_blk_stat(blk, i));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(vhost_blk_stats);
+
+/* Lets an operator map a process's descriptor to its debugfs directory. */
+static void vhost_blk_show_fdinfo(struct seq_file *m, struct file *f)
+{
+	struct vhost_blk *blk = f->private_data;
+
+	seq_printf(m, "vhost-blk-id:\t%u\n", blk->id);
+}
+
 static int vhost_blk_open(struct inode *inode, struct file *f)
 {
+	char name[16];
 	struct vhost_virtqueue **vqs;
 	struct vhost_blk *blk;
 	int i;
@@ -1539,6 +1688,11 @@ static int vhost_blk_open(struct inode *inode, struct file *f)
 	}
 	vhost_dev_init(&blk->dev, vqs, VHOST_BLK_MAX_VQS, VHOST_BLK_IOV_LIMIT,
 		       VHOST_BLK_WEIGHT, VHOST_BLK_BYTE_WEIGHT, true, NULL);
+	blk->tgid = task_tgid_vnr(current);
+	snprintf(name, sizeof(name), "%u", blk->id);
+	blk->debugfs = debugfs_create_dir(name, vhost_blk_debugfs);
+	debugfs_create_file("stats", 0400, blk->debugfs, blk,
+			    &vhost_blk_stats_fops);
 	f->private_data = blk;
 	return 0;
 }
@@ -1547,11 +1701,14 @@ static int vhost_blk_release(struct inode *inode, struct file *f)
 {
 	struct vhost_blk *blk = f->private_data;
 
+	/* Waits for readers of the stats file. */
+	debugfs_remove(blk->debugfs);
 	mutex_lock(&blk->dev.mutex);
 	vhost_blk_detach(blk);
 	mutex_unlock(&blk->dev.mutex);
 	vhost_dev_stop(&blk->dev);
 	vhost_dev_cleanup(&blk->dev);
+	mem_cgroup_put(blk->memcg);
 	kfree(blk->dev.vqs);
 	kvfree(blk);
 	return 0;
@@ -1563,6 +1720,7 @@ static const struct file_operations vhost_blk_fops = {
 	.release	= vhost_blk_release,
 	.unlocked_ioctl	= vhost_blk_ioctl,
 	.compat_ioctl	= compat_ptr_ioctl,
+	.show_fdinfo	= vhost_blk_show_fdinfo,
 	.llseek		= noop_llseek,
 };
 
@@ -1589,9 +1747,11 @@ static int __init vhost_blk_init(void)
 				       0);
 	if (!vhost_blk_wq)
 		return -ENOMEM;
+	vhost_blk_debugfs = debugfs_create_dir("vhost-blk", NULL);
 	r = misc_register(&vhost_blk_misc);
 	if (r) {
 		pr_err("cannot register /dev/vhost-blk: %d\n", r);
+		debugfs_remove(vhost_blk_debugfs);
 		destroy_workqueue(vhost_blk_wq);
 	}
 	return r;
@@ -1601,6 +1761,7 @@ module_init(vhost_blk_init);
 static void __exit vhost_blk_exit(void)
 {
 	misc_deregister(&vhost_blk_misc);
+	debugfs_remove(vhost_blk_debugfs);
 	destroy_workqueue(vhost_blk_wq);
 }
 module_exit(vhost_blk_exit);
