@@ -26,6 +26,9 @@
 /* 6.12: the TEST_F wrapper keeps a pid across setjmp/vfork */
 #pragma GCC diagnostic ignored "-Wclobbered"
 
+#include <dirent.h>
+#include <sched.h>
+
 #include "vhost_blk_test.h"
 
 FIXTURE(vb) {
@@ -2943,6 +2946,308 @@ TEST_F_TIMEOUT(vb, file_refused_types, 90)
 	EXPECT_EQ(EINVAL, raw_ioctl(c.d.fd, VHOST_BLK_SET_BACKEND, &fd));
 	close(fd);
 	ctx_close(&c);
+}
+
+/* ---- Statistics and fault injection ------------------------------------ */
+
+/* The device's debugfs directory, named by the id in the fd's fdinfo. */
+static int stats_path(struct ctx *c, char *path, size_t size)
+{
+	char p[64], line[128];
+	unsigned int id = 0;
+	bool found = false;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/proc/self/fdinfo/%d", c->d.fd);
+	f = fopen(p, "r");
+	if (!f)
+		return -errno;
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "vhost-blk-id: %u", &id) == 1;
+	fclose(f);
+	if (!found)
+		return -ENOENT;
+	if (access("/sys/kernel/debug/vhost-blk", F_OK) &&
+	    system("mount -t debugfs none /sys/kernel/debug 2>/dev/null"))
+		return -ENODEV;
+	snprintf(path, size, "/sys/kernel/debug/vhost-blk/%u/stats", id);
+	return 0;
+}
+
+/* One counter of the device's debugfs stats file; -1 if absent. */
+static long long stat_of(struct __test_metadata *_metadata, struct ctx *c,
+			 const char *name)
+{
+	char path[96], line[128], key[64];
+	long long v, found = -1;
+	FILE *f;
+
+	ASSERT_EQ(0, stats_path(c, path, sizeof(path)))
+		TH_LOG("no vhost-blk-id in fdinfo or no debugfs");
+	f = fopen(path, "r");
+	ASSERT_NE(NULL, f) TH_LOG("%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63s %lld", key, &v) == 2 && !strcmp(key, name))
+			found = v;
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * debugfs vhost-blk/<id>/stats counts requests by type, bytes, bounced
+ * bytes and errors; the id is in the descriptor's fdinfo; the directory
+ * goes away with the device.
+ */
+TEST_F_TIMEOUT(vb, stats_count_requests, 90)
+{
+	static const struct vblk_layout una = { .offset = 100 };
+	uint64_t seed = new_seed();
+	char path[96], id[20];
+	const char *ram;
+	uint8_t buf[4096];
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
+	ctx_open(_metadata, &c, ram, 1);
+	EXPECT_EQ(getpid(), stat_of(_metadata, &c, "pid"));
+	EXPECT_EQ(0, stat_of(_metadata, &c, "requests_in"));
+
+	for (int i = 0; i < 3; i++)
+		dev_write(_metadata, &c.d.vq[0], 8 * i, 4096, seed, NULL);
+	dev_check(_metadata, &c.d.vq[0], 0, 4096, seed, NULL, "read");
+	dev_check(_metadata, &c.d.vq[0], 8, 4096, seed, &una, "bounced read");
+	EXPECT_EQ(VIRTIO_BLK_S_OK, io(_metadata, &c.d.vq[0], VIRTIO_BLK_T_FLUSH,
+				      0, NULL, 0, NULL, NULL));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, io(_metadata, &c.d.vq[0], VIRTIO_BLK_T_GET_ID,
+				      0, id, sizeof(id), NULL, NULL));
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, io(_metadata, &c.d.vq[0], VIRTIO_BLK_T_IN,
+					 c.cap, buf, sizeof(buf), NULL, NULL));
+	EXPECT_EQ(VIRTIO_BLK_S_UNSUPP, io(_metadata, &c.d.vq[0], 99, 0, buf,
+					  512, NULL, NULL));
+
+	EXPECT_EQ(3, stat_of(_metadata, &c, "requests_in"));
+	EXPECT_EQ(3, stat_of(_metadata, &c, "requests_out"));
+	EXPECT_EQ(1, stat_of(_metadata, &c, "requests_flush"));
+	EXPECT_EQ(1, stat_of(_metadata, &c, "requests_get_id"));
+	EXPECT_EQ(1, stat_of(_metadata, &c, "requests_other"));
+	EXPECT_EQ(0, stat_of(_metadata, &c, "requests_discard"));
+	EXPECT_EQ(2 * 4096, stat_of(_metadata, &c, "read_bytes"));
+	EXPECT_EQ(3 * 4096, stat_of(_metadata, &c, "write_bytes"));
+	EXPECT_EQ(4096, stat_of(_metadata, &c, "bounced_bytes"));
+	EXPECT_EQ(1, stat_of(_metadata, &c, "errors_ioerr"));
+	EXPECT_EQ(1, stat_of(_metadata, &c, "errors_unsupp"));
+	EXPECT_EQ(0, stat_of(_metadata, &c, "in_flight"));
+	EXPECT_EQ(0, stat_of(_metadata, &c, "bounce_held_bytes"));
+	EXPECT_LE(1, stat_of(_metadata, &c, "completion_runs"));
+	ASSERT_EQ(0, stats_path(&c, path, sizeof(path)));
+	ctx_close(&c);
+	EXPECT_NE(0, access(path, F_OK)) TH_LOG("%s outlives its device", path);
+}
+
+/* Move this process to the cgroup directory @cg. */
+static void cg_enter(struct __test_metadata *_metadata, const char *cg)
+{
+	char procs[192];
+	FILE *f;
+
+	snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg);
+	f = fopen(procs, "w");
+	ASSERT_NE(NULL, f);
+	fprintf(f, "%d\n", getpid());
+	ASSERT_EQ(0, fclose(f));
+}
+
+/*
+ * Out of memory at request start: nothing is done, no error reaches the
+ * guest and the OOM killer is not invoked; the request waits and runs once
+ * memory is there.  The backend is attached from a memory cgroup, then
+ * the process leaves it and the cgroup is limited so that a 4 MiB bounced
+ * read cannot get its pages: the device keeps charging the cgroup it was
+ * attached from (also where the worker is a kernel thread, 6.1).
+ */
+TEST_F_TIMEOUT(vb, out_of_memory_waits, 120)
+{
+	static const struct vblk_layout una = { .offset = 100 };
+	const size_t len = 4 * MiB;
+	uint64_t seed = new_seed();
+	char cg[128], file[192];
+	struct vblk_req r;
+	long long cur, nomem;
+	const char *root, *ram;
+	uint8_t *buf;
+	struct ctx c;
+	FILE *f;
+
+	NEED_VHOST();
+	NEED_BDEV(ram, "VBLK_DEV_RAM", "/dev/ram0");
+	root = memcg_root();
+	if (!root)
+		SKIP(return, "no cgroup2 memory controller");
+	bdev_fill(_metadata, ram, 2048, len, seed);
+	snprintf(cg, sizeof(cg), "%s/vblk-oom-%d", root, getpid());
+	ASSERT_EQ(0, mkdir(cg, 0755));
+	cg_enter(_metadata, cg);
+	ctx_open(_metadata, &c, ram, 1);
+	cg_enter(_metadata, root);
+	buf = malloc(len + 4096);
+	ASSERT_NE(NULL, buf);
+	memset(buf, 0, len + 4096);
+	/* No page cache to reclaim: the limit below really is the limit. */
+	ASSERT_EQ(0, system("sync; echo 3 > /proc/sys/vm/drop_caches"));
+	snprintf(file, sizeof(file), "%s/memory.max", cg);
+	cur = cg_read(cg, "memory.current");
+	f = fopen(file, "w");
+	ASSERT_NE(NULL, f);
+	fprintf(f, "%lld\n", cur + 256 * (long long)KiB);
+	ASSERT_EQ(0, fclose(f));
+
+	vblk_req_init(&r, VIRTIO_BLK_T_IN, 2048);
+	r.in = buf;
+	r.in_len = len;
+	r.layout = &una;
+	ASSERT_EQ(0, vblk_submit(&c.d.vq[0], &r));
+	vblk_kick(&c.d.vq[0], true);
+	usleep(500 * 1000);
+	EXPECT_EQ(0, vblk_reap(&c.d.vq[0]))
+		TH_LOG("4 MiB bounced read done within 256 KiB of cgroup memory");
+	nomem = stat_of(_metadata, &c, "retries_nomem");
+	EXPECT_LE(1, nomem);
+	EXPECT_EQ(0, stat_of(_metadata, &c, "in_flight"));
+	EXPECT_EQ(0, stat_of(_metadata, &c, "bounce_held_bytes"));
+
+	f = fopen(file, "w");
+	ASSERT_NE(NULL, f);
+	fprintf(f, "max\n");
+	ASSERT_EQ(0, fclose(f));
+	ASSERT_EQ(0, vblk_wait_req(&c.d.vq[0], &r, WAIT_MS));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, r.status);
+	EXPECT_EQ(-1, vblk_pattern_check(r.in, len, 2048, seed, NULL, 0));
+	TH_LOG("retried %lld times while the cgroup was full", nomem);
+	ctx_close(&c);
+	free(buf);
+	rmdir(cg);
+}
+
+/* Pin every thread named vhost-<pid> (the device's worker) to CPU 0. */
+static int pin_workers(pid_t pid)
+{
+	char want[32], comm[32], p[96];
+	struct dirent *pe, *te;
+	cpu_set_t cpu0;
+	DIR *procs, *tasks;
+	int n = 0;
+	FILE *f;
+
+	CPU_ZERO(&cpu0);
+	CPU_SET(0, &cpu0);
+	snprintf(want, sizeof(want), "vhost-%d\n", pid);
+	procs = opendir("/proc");
+	if (!procs)
+		return -1;
+	while ((pe = readdir(procs))) {
+		snprintf(p, sizeof(p), "/proc/%.16s/task", pe->d_name);
+		tasks = pe->d_name[0] >= '1' && pe->d_name[0] <= '9' ?
+			opendir(p) : NULL;
+		while (tasks && (te = readdir(tasks))) {
+			snprintf(p, sizeof(p), "/proc/%.16s/task/%.16s/comm",
+				 pe->d_name, te->d_name);
+			f = fopen(p, "r");
+			if (!f)
+				continue;
+			if (fgets(comm, sizeof(comm), f) && !strcmp(comm, want) &&
+			    !sched_setaffinity(atoi(te->d_name), sizeof(cpu0), &cpu0))
+				n++;
+			fclose(f);
+		}
+		if (tasks)
+			closedir(tasks);
+	}
+	closedir(procs);
+	return n;
+}
+
+/*
+ * Completions are weighted like kicks: a burst of finished requests is
+ * returned VHOST_BLK_WEIGHT (256) at a time, the rest in later runs.
+ * 600 reads wait in dm-delay; "dmsetup suspend" flushes them all at once
+ * from a SCHED_FIFO process on the CPU the worker is pinned to, so they
+ * are all finished before the worker can run.
+ */
+TEST_F_TIMEOUT(vb, completion_weight_bounds_a_burst, 180)
+{
+	static const struct vblk_layout ind = { .flags = VBLK_L_INDIRECT };
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+	const unsigned int n = 600;
+	char name[48], dev[80], cmd[256];
+	struct sched_param sp = { .sched_priority = 10 };
+	uint64_t seed = new_seed();
+	const char *under_dev;
+	struct vblk_req *r;
+	uint8_t *buf;
+	cpu_set_t cpu0;
+	struct ctx c;
+	pid_t pid;
+	int st;
+
+	NEED_VHOST();
+	under_dev = env_dev("VBLK_DEV_DELAY_UNDER", NULL);
+	if (!under_dev || access(under_dev, F_OK))
+		SKIP(return, "VBLK_DEV_DELAY_UNDER not set");
+	bdev_fill(_metadata, under_dev, 0, n * 4096, seed);
+	snprintf(name, sizeof(name), "vblk-burst-%d", getpid());
+	snprintf(dev, sizeof(dev), "/dev/mapper/%s", name);
+	snprintf(cmd, sizeof(cmd),
+		 "dmsetup create --noudevsync %s --table '0 %lu delay %s 0 30000' && dmsetup mknodes %s",
+		 name, n * 8UL, under_dev, name);
+	ASSERT_EQ(0, system(cmd));
+
+	o.qsize = 1024;
+	ctx_open_opts(_metadata, &c, dev, O_RDWR, &o);
+	ASSERT_LE(1, pin_workers(getpid())) TH_LOG("no vhost-%d thread", getpid());
+	r = calloc(n, sizeof(*r));
+	buf = malloc(n * 4096);
+	ASSERT_TRUE(r && buf);
+	for (unsigned int i = 0; i < n; i++) {
+		vblk_req_init(&r[i], VIRTIO_BLK_T_IN, i * 8);
+		r[i].in = buf + i * 4096;
+		r[i].in_len = 4096;
+		r[i].layout = &ind;
+		ASSERT_EQ(0, vblk_submit(&c.d.vq[0], &r[i]));
+	}
+	vblk_kick(&c.d.vq[0], true);
+	ASSERT_TRUE(consumed(&c, n, 60000));
+	EXPECT_EQ(n, stat_of(_metadata, &c, "in_flight"));
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		CPU_ZERO(&cpu0);
+		CPU_SET(0, &cpu0);
+		if (sched_setaffinity(0, sizeof(cpu0), &cpu0) ||
+		    sched_setscheduler(0, SCHED_FIFO, &sp))
+			_exit(2);
+		execlp("dmsetup", "dmsetup", "suspend", "--noudevsync", name,
+		       (char *)NULL);
+		_exit(3);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	EXPECT_EQ(0, st) TH_LOG("dmsetup suspend under SCHED_FIFO: status %#x", st);
+	ASSERT_EQ(0, vblk_wait_all(&c.d.vq[0], WAIT_MS));
+	for (unsigned int i = 0; i < n; i++) {
+		ASSERT_EQ(VIRTIO_BLK_S_OK, r[i].status) TH_LOG("read %u", i);
+	}
+	EXPECT_EQ(-1, vblk_pattern_check(buf, n * 4096, 0, seed, NULL, 0));
+	EXPECT_EQ(256, stat_of(_metadata, &c, "completion_max_batch"));
+	EXPECT_LE(2, stat_of(_metadata, &c, "completion_deferred"));
+	ctx_close(&c);
+	snprintf(cmd, sizeof(cmd),
+		 "dmsetup resume --noudevsync %s; dmsetup remove --noudevsync %s",
+		 name, name);
+	EXPECT_EQ(0, system(cmd));
+	free(buf);
+	free(r);
 }
 
 TEST_HARNESS_MAIN
