@@ -28,6 +28,7 @@
 
 #include <dirent.h>
 #include <sched.h>
+#include <linux/fiemap.h>
 
 #include "vhost_blk_test.h"
 
@@ -3248,6 +3249,76 @@ TEST_F_TIMEOUT(vb, completion_weight_bounds_a_burst, 180)
 	EXPECT_EQ(0, system(cmd));
 	free(buf);
 	free(r);
+}
+
+/*
+ * True if the pattern of (sector, len, seed) of the file behind @fd is on
+ * its filesystem's device: the range is mapped (FIEMAP, not delayed
+ * allocation) and the device holds the data there.
+ */
+static bool on_device(struct __test_metadata *_metadata, int fd,
+		      uint64_t sector, size_t len, uint64_t seed)
+{
+	struct {
+		struct fiemap fm;
+		struct fiemap_extent fe[1];
+	} m = { .fm = { .fm_start = sector * 512, .fm_length = len,
+			.fm_extent_count = 1 } };
+	const struct fiemap_extent *fe = &m.fe[0];
+	char node[64];
+	struct stat st;
+	bool found;
+	void *b;
+	int dfd;
+
+	if (ioctl(fd, FS_IOC_FIEMAP, &m.fm) || m.fm.fm_mapped_extents != 1 ||
+	    fe->fe_flags & (FIEMAP_EXTENT_DELALLOC | FIEMAP_EXTENT_UNKNOWN) ||
+	    fe->fe_logical > sector * 512 ||
+	    fe->fe_logical + fe->fe_length < sector * 512 + len)
+		return false;
+	ASSERT_EQ(0, fstat(fd, &st));
+	snprintf(node, sizeof(node), "/tmp/vblk-fsdev-%d", getpid());
+	unlink(node);
+	ASSERT_EQ(0, mknod(node, S_IFBLK | 0600, st.st_dev));
+	dfd = open(node, O_RDONLY | O_DIRECT);
+	unlink(node);
+	ASSERT_LE(0, dfd);
+	ASSERT_EQ(0, posix_memalign(&b, 4096, len));
+	ASSERT_EQ((ssize_t)len, pread(dfd, b, len, fe->fe_physical +
+				      (sector * 512 - fe->fe_logical)));
+	found = vblk_pattern_check(b, len, sector, seed, NULL, 0) == -1;
+	free(b);
+	close(dfd);
+	return found;
+}
+
+/*
+ * FLUSH on a buffered file is an fsync: when it completes, what the guest
+ * wrote before it is on the filesystem's device, not only in the page
+ * cache (read back from the device at the extent FIEMAP reports).
+ */
+TEST_F_TIMEOUT(vb, file_flush_is_fsync, 90)
+{
+	const uint64_t sector = 4096;
+	const size_t len = 16 * KiB;
+	uint64_t seed = new_seed();
+	const char *path;
+	struct ctx c;
+
+	NEED_VHOST();
+	NEED_FILE(path, "VBLK_FILE");
+	file_open(_metadata, &c, path, O_RDWR, VBLK_DEFAULT_FEATURES);
+	ASSERT_EQ(0, fallocate(c.bfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       sector * 512, len));
+	ASSERT_EQ(0, fsync(c.bfd));
+	dev_write(_metadata, &c.d.vq[0], sector, len, seed, NULL);
+	ASSERT_FALSE(on_device(_metadata, c.bfd, sector, len, seed))
+		TH_LOG("written back before any FLUSH: the case cannot tell");
+	EXPECT_EQ(VIRTIO_BLK_S_OK, io(_metadata, &c.d.vq[0], VIRTIO_BLK_T_FLUSH,
+				      0, NULL, 0, NULL, NULL));
+	EXPECT_TRUE(on_device(_metadata, c.bfd, sector, len, seed))
+		TH_LOG("FLUSH completed, the data is not on the device");
+	ctx_close(&c);
 }
 
 TEST_HARNESS_MAIN
