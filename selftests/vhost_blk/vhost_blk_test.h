@@ -10,14 +10,17 @@
 #ifndef VHOST_BLK_TEST_H
 #define VHOST_BLK_TEST_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -68,6 +71,20 @@ static uint64_t new_seed(void)
 	return ++seed_base;
 }
 
+/* In a ctl case: attach the device of env in place of the RAM disk. */
+#define ATTACH_ENV(var, env) do {					\
+	NEED_BDEV(var, env, NULL);					\
+	ctx_attach(_metadata, &self->c, var, O_RDWR);			\
+} while (0)
+
+/* SKIP unless the queue attribute attr of block device dev is op want. */
+#define NEED_QUEUE_ATTR(dev, attr, op, want) do {			\
+	long _v = sysfs_long(dev, "queue/" attr);			\
+									\
+	if (!(_v op (want)))						\
+		SKIP(return, "%s: queue/%s is %ld", dev, attr, _v);	\
+} while (0)
+
 /* ---- backend helpers ------------------------------------------------------ */
 
 static int bdev_open(struct __test_metadata *_metadata, const char *path,
@@ -79,10 +96,15 @@ static int bdev_open(struct __test_metadata *_metadata, const char *path,
 	return fd;
 }
 
-static uint64_t bdev_sectors(struct __test_metadata *_metadata, int fd)
+/* Capacity in sectors of a block device or a regular file. */
+static uint64_t backend_sectors(struct __test_metadata *_metadata, int fd)
 {
 	uint64_t bytes = 0;
+	struct stat st;
 
+	ASSERT_EQ(0, fstat(fd, &st));
+	if (!S_ISBLK(st.st_mode))
+		return st.st_size / 512;
 	ASSERT_EQ(0, ioctl(fd, BLKGETSIZE64, &bytes));
 	return bytes / 512;
 }
@@ -188,10 +210,37 @@ static long long bdev_stat(const char *bdev, int n)
 
 struct ctx {
 	struct vblk_dev d;
-	const char *path;	/* attached backend */
-	int bfd;
+	const char *path;	/* backend (block device or regular file) */
+	int bfd;		/* its fd, -1 if none */
+	int oflags;		/* open flags of bfd */
+	bool attached;		/* bfd is the device's backend */
 	uint64_t cap;		/* sectors */
 };
+
+/* Open path (a block device or a regular file) as c's backend, no attach. */
+static void ctx_backend_open(struct __test_metadata *_metadata, struct ctx *c,
+			     const char *path, int oflags)
+{
+	if (c->bfd >= 0)
+		close(c->bfd);
+	c->path = path;
+	c->oflags = oflags;
+	c->attached = false;
+	c->bfd = bdev_open(_metadata, path, oflags);
+	c->cap = backend_sectors(_metadata, c->bfd);
+}
+
+/* Open path with oflags and attach it (SET_BACKEND), replacing c's backend. */
+static void ctx_attach(struct __test_metadata *_metadata, struct ctx *c,
+		       const char *path, int oflags)
+{
+	int err;
+
+	ctx_backend_open(_metadata, c, path, oflags);
+	err = vblk_set_backend(&c->d, c->bfd);
+	ASSERT_EQ(0, err) TH_LOG("SET_BACKEND %s: %s", path, strerror(-err));
+	c->attached = true;
+}
 
 static void ctx_open_opts(struct __test_metadata *_metadata, struct ctx *c,
 			  const char *path, int oflags, const struct vblk_opts *o)
@@ -202,13 +251,8 @@ static void ctx_open_opts(struct __test_metadata *_metadata, struct ctx *c,
 	c->bfd = -1;
 	err = vblk_open(&c->d, o);
 	ASSERT_EQ(0, err) TH_LOG("vblk_open: %s", strerror(-err));
-	if (path) {
-		c->path = path;
-		c->bfd = bdev_open(_metadata, path, oflags);
-		c->cap = bdev_sectors(_metadata, c->bfd);
-		err = vblk_set_backend(&c->d, c->bfd);
-		ASSERT_EQ(0, err) TH_LOG("SET_BACKEND %s: %s", path, strerror(-err));
-	}
+	if (path)
+		ctx_attach(_metadata, c, path, oflags);
 }
 
 static void ctx_open(struct __test_metadata *_metadata, struct ctx *c,
@@ -227,6 +271,132 @@ static void ctx_close(struct ctx *c)
 		close(c->bfd);
 	c->bfd = -1;
 }
+
+/*
+ * A new device with options o in place of c's, on the same backend, opened
+ * again with c->oflags (so a case may change them first) and attached if
+ * it was.
+ */
+static void ctx_reopen(struct __test_metadata *_metadata, struct ctx *c,
+		       const struct vblk_opts *o)
+{
+	struct ctx old = *c;
+
+	ctx_close(c);
+	ctx_open_opts(_metadata, c, NULL, 0, o);
+	if (old.path && old.attached)
+		ctx_attach(_metadata, c, old.path, old.oflags);
+	else if (old.path)
+		ctx_backend_open(_metadata, c, old.path, old.oflags);
+}
+
+/* ctx_reopen() acking features instead of the default set. */
+static void ctx_reopen_features(struct __test_metadata *_metadata,
+				struct ctx *c, uint64_t features)
+{
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+
+	o.set_features = true;
+	o.features = features;
+	ctx_reopen(_metadata, c, &o);
+}
+
+/* ctx_reopen() with nvqs queues. */
+static void ctx_reopen_queues(struct __test_metadata *_metadata, struct ctx *c,
+			      unsigned int nvqs)
+{
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+
+	o.nvqs = nvqs;
+	ctx_reopen(_metadata, c, &o);
+}
+
+/* ctx_reopen_features(), then notifications of queue 0 off, none pending. */
+static void notifications_off(struct __test_metadata *_metadata,
+			      struct ctx *c, uint64_t features)
+{
+	ctx_reopen_features(_metadata, c, features);
+	vblk_vq_set_irq(&c->d.vq[0], false);
+	vblk_call_count(&c->d.vq[0], 0);
+}
+
+/* ctx_reopen() with the backend open but not attached. */
+static void ctx_reopen_detached(struct __test_metadata *_metadata, struct ctx *c)
+{
+	struct vblk_opts o = VBLK_OPTS_DEFAULT;
+
+	c->attached = false;
+	ctx_reopen(_metadata, c, &o);
+}
+
+/* ---- fixtures ------------------------------------------------------------- */
+
+/*
+ * Why a fixture cannot be set up (the device or the backend named by env,
+ * default def, is missing), or NULL.
+ */
+static const char *fixture_missing(const char *env, const char *def)
+{
+	static char why[160];
+	const char *p;
+
+	if (access(VBLK_DEV_PATH, F_OK))
+		return VBLK_DEV_PATH " absent: vhost_blk.ko not loaded";
+	p = env_dev(env, def);
+	if (!p) {
+		snprintf(why, sizeof(why), "%s not set: backend not set up", env);
+		return why;
+	}
+	if (access(p, W_OK)) {
+		snprintf(why, sizeof(why), "%s=%s absent or not writable", env, p);
+		return why;
+	}
+	return NULL;
+}
+
+/*
+ * SKIP from a FIXTURE_SETUP.  The 6.1 harness runs the case after a setup
+ * that skipped (it only stops on a failure), so there the skip jumps back
+ * into the harness the way a failed ASSERT does.
+ */
+#ifdef FIXTURE_TEARDOWN_PARENT
+#define SETUP_SKIP(why)	SKIP(return, "%s", why)
+#else
+#define SETUP_SKIP(why)	SKIP(longjmp(_metadata->env, 1), "%s", why)
+#endif
+
+/*
+ * A fixture whose state is a device context (self->c, self->vq its queue
+ * 0; self->under for dm-delay), closed by the teardown.
+ */
+#define DEVICE_FIXTURE(name)						\
+	FIXTURE(name) {							\
+		struct ctx c;						\
+		struct vblk_vq *vq;					\
+		const char *under;					\
+	};								\
+	FIXTURE_TEARDOWN(name)						\
+	{								\
+		ctx_close(&self->c);					\
+	}								\
+	struct device_fixture_##name
+
+/*
+ * The common fixture set-up: a device with one queue and the backend of
+ * env (default def) opened with oflags, attached if attach.  Skips when
+ * the device or the backend is missing.
+ */
+#define FIXTURE_OPEN(env, def, oflags, attach) do {			\
+	const char *_why = fixture_missing(env, def);			\
+									\
+	if (_why)							\
+		SETUP_SKIP(_why);					\
+	ctx_open(_metadata, &self->c, NULL, 1);				\
+	self->vq = &self->c.d.vq[0];					\
+	ctx_backend_open(_metadata, &self->c, env_dev(env, def), oflags); \
+	if (attach)							\
+		ctx_attach(_metadata, &self->c, self->c.path, oflags);	\
+} while (0)
 
 /* Run one request to completion; returns its status, *used gets used.len. */
 static uint8_t io(struct __test_metadata *_metadata, struct vblk_vq *vq,
@@ -306,6 +476,39 @@ static uint8_t io_status(struct __test_metadata *_metadata, struct vblk_vq *vq,
 	return st;
 }
 
+/* Run r (set up by the caller): OK with used.len 1, no data for the guest. */
+static void expect_ok_no_data(struct __test_metadata *_metadata,
+			      struct vblk_vq *vq, struct vblk_req *r)
+{
+	ASSERT_EQ(0, vblk_do(vq, r, WAIT_MS));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, r->status);
+	EXPECT_EQ(1, r->used_len);
+}
+
+/* n 512-byte reads of sectors 0..n-1 in flight at once: one kick, all done. */
+static void reads_at_once(struct __test_metadata *_metadata, struct vblk_vq *vq,
+			  struct vblk_req *r, int n)
+{
+	for (int i = 0; i < n; i++) {
+		vblk_req_init(&r[i], VIRTIO_BLK_T_IN, i);
+		r[i].in_len = 512;
+		ASSERT_EQ(0, vblk_submit(vq, &r[i]));
+	}
+	vblk_kick(vq, true);
+	ASSERT_EQ(0, vblk_wait_all(vq, WAIT_MS));
+}
+
+/* Kick queues 0..n-1 (where the device asks for it), wait until all idle. */
+static void kick_wait_queues(struct __test_metadata *_metadata,
+			     struct vblk_dev *d, int n)
+{
+	for (int q = 0; q < n; q++)
+		vblk_kick(&d->vq[q], false);
+	for (int q = 0; q < n; q++) {
+		ASSERT_EQ(0, vblk_wait_all(&d->vq[q], WAIT_MS)) TH_LOG("vq %d", q);
+	}
+}
+
 /* Submit a 512-byte read and kick (no wait). */
 static void submit_in(struct __test_metadata *_metadata, struct vblk_vq *vq,
 		      struct vblk_req *r, uint64_t sector)
@@ -314,6 +517,16 @@ static void submit_in(struct __test_metadata *_metadata, struct vblk_vq *vq,
 	r->in_len = 512;
 	ASSERT_EQ(0, vblk_submit(vq, r));
 	vblk_kick(vq, true);
+}
+
+/* n 512-byte reads of sectors 0..n-1, each waited for before the next. */
+static void reads_one_by_one(struct __test_metadata *_metadata,
+			     struct vblk_vq *vq, struct vblk_req *r, int n)
+{
+	for (int i = 0; i < n; i++) {
+		submit_in(_metadata, vq, &r[i], i);
+		ASSERT_EQ(0, vblk_wait_req(vq, &r[i], WAIT_MS)) TH_LOG("read %d", i);
+	}
 }
 
 static int raw_ioctl(int fd, unsigned long cmd, void *arg)
@@ -557,17 +770,6 @@ static void vreq_break(struct vblk_dev *d, struct vblk_vq *vq, struct vreq *v,
 	}
 }
 
-static void open_with_features(struct __test_metadata *_metadata, struct ctx *c,
-			       const char *path, uint64_t features, unsigned int nvqs)
-{
-	struct vblk_opts o = VBLK_OPTS_DEFAULT;
-
-	o.set_features = true;
-	o.features = features;
-	o.nvqs = nvqs;
-	ctx_open_opts(_metadata, c, path, O_RDWR, &o);
-}
-
 static void expect_ro(struct __test_metadata *_metadata, struct ctx *c,
 		      const char *why)
 {
@@ -746,17 +948,31 @@ static bool consumed(struct ctx *c, unsigned int n, int timeout_ms)
 	return false;
 }
 
-/* Submit INFLIGHT_N writes on vq 0 and make sure they are in flight. */
-static void start_inflight(struct __test_metadata *_metadata, struct ctx *c,
-			   struct vblk_req *r, uint8_t *buf, uint64_t seed)
+/* INFLIGHT_N writes of INFLIGHT_LEN from INFLIGHT_SEC on, held by dm-delay. */
+struct inflight {
+	uint64_t seed;
+	struct vblk_req r[INFLIGHT_N];
+	uint8_t buf[INFLIGHT_N * INFLIGHT_LEN];
+};
+
+/*
+ * Submit the writes on vq 0 and make sure they are in flight: all taken
+ * off the ring, none complete.  The caller frees the result.
+ */
+static struct inflight *start_inflight(struct __test_metadata *_metadata,
+				       struct ctx *c)
 {
-	vblk_pattern_fill(buf, INFLIGHT_N * INFLIGHT_LEN, INFLIGHT_SEC, seed);
+	struct inflight *in = malloc(sizeof(*in));
+
+	ASSERT_NE(NULL, in);
+	in->seed = new_seed();
+	vblk_pattern_fill(in->buf, sizeof(in->buf), INFLIGHT_SEC, in->seed);
 	for (int i = 0; i < INFLIGHT_N; i++) {
-		vblk_req_init(&r[i], VIRTIO_BLK_T_OUT,
+		vblk_req_init(&in->r[i], VIRTIO_BLK_T_OUT,
 			      INFLIGHT_SEC + i * (INFLIGHT_LEN / 512));
-		r[i].out = buf + i * INFLIGHT_LEN;
-		r[i].out_len = INFLIGHT_LEN;
-		ASSERT_EQ(0, vblk_submit(&c->d.vq[0], &r[i]));
+		in->r[i].out = in->buf + i * INFLIGHT_LEN;
+		in->r[i].out_len = INFLIGHT_LEN;
+		ASSERT_EQ(0, vblk_submit(&c->d.vq[0], &in->r[i]));
 	}
 	vblk_kick(&c->d.vq[0], true);
 	/* wait until the device has taken them all off the ring */
@@ -766,6 +982,14 @@ static void start_inflight(struct __test_metadata *_metadata, struct ctx *c,
 	ASSERT_EQ(0, vblk_reap(&c->d.vq[0]))
 		TH_LOG("writes already completed: is %s a dm-delay device?",
 		       c->path);
+	return in;
+}
+
+/* The in-flight writes are on dev (read directly, see under()). */
+static void inflight_landed(struct __test_metadata *_metadata, const char *dev,
+			    const struct inflight *in, const char *what)
+{
+	bdev_check(_metadata, dev, INFLIGHT_SEC, sizeof(in->buf), in->seed, what);
 }
 
 static const char *delay_dev(void)
@@ -789,30 +1013,31 @@ static const char *under(const char *dev)
 /* The owner dies (exit or SIGKILL) with I/O in flight. */
 static void owner_dies(struct __test_metadata *_metadata, bool sigkill)
 {
-	uint64_t seed = new_seed(), t0;
 	const char *dev = delay_dev();
+	struct inflight *in = NULL;
 	int st = 0, pfd[2];
 	pid_t pid, w = 0;
-	char ready = 0;
+	uint64_t t0;
 
 	ASSERT_EQ(0, pipe(pfd));
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (pid == 0) {
-		uint8_t *buf = malloc(INFLIGHT_N * INFLIGHT_LEN);
-		struct vblk_req r[INFLIGHT_N];
 		struct ctx c;
 
 		ctx_open(_metadata, &c, dev, 1);
-		start_inflight(_metadata, &c, r, buf, seed);
-		if (write(pfd[1], "r", 1) != 1)
+		in = start_inflight(_metadata, &c);
+		if (write(pfd[1], &in->seed, sizeof(in->seed)) != sizeof(in->seed))
 			_exit(3);
 		if (sigkill)
 			raise(SIGKILL);
 		_exit(0);	/* no close: the exit path tears down */
 	}
 	close(pfd[1]);
-	EXPECT_EQ(1, read(pfd[0], &ready, 1)) TH_LOG("child could not start I/O");
+	in = calloc(1, sizeof(*in));
+	ASSERT_NE(NULL, in);
+	EXPECT_EQ(sizeof(in->seed), read(pfd[0], &in->seed, sizeof(in->seed)))
+		TH_LOG("child could not start I/O");
 	t0 = vblk_now_ms();
 	while (vblk_now_ms() - t0 < 30000) {
 		w = waitpid(pid, &st, WNOHANG);
@@ -826,9 +1051,10 @@ static void owner_dies(struct __test_metadata *_metadata, bool sigkill)
 	} else {
 		EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	}
-	bdev_check(_metadata, under(dev), INFLIGHT_SEC, INFLIGHT_N * INFLIGHT_LEN, seed,
-		   "written by the time the owner was reaped");
+	inflight_landed(_metadata, under(dev), in,
+			"written by the time the owner was reaped");
 	close(pfd[0]);
+	free(in);
 }
 
 /*
@@ -840,7 +1066,7 @@ static void owner_dies(struct __test_metadata *_metadata, bool sigkill)
  */
 #define MIX_SLOTS	8
 #define MIX_SLOT_SECS	64
-#define MIX_BASE	200000
+#define MIX_BASE	100000	/* below 64 MiB: the file backends */
 
 struct mix_slot {
 	struct vblk_req r;
@@ -1032,7 +1258,7 @@ static void *ro_toggle(void *arg)
 	return NULL;
 }
 
-static void mix_run(struct __test_metadata *_metadata, const char *ram,
+static void mix_run(struct __test_metadata *_metadata, struct ctx *c,
 		    unsigned long def_reqs, bool toggle_ro)
 {
 	struct vblk_opts o = VBLK_OPTS_DEFAULT;
@@ -1042,7 +1268,6 @@ static void mix_run(struct __test_metadata *_metadata, const char *ram,
 	uint64_t seed, last_progress;
 	pthread_t th;
 	const char *e;
-	struct ctx c;
 
 	e = getenv("VBLK_SEED");
 	seed = e ? strtoull(e, NULL, 0) : (vblk_now_ms() ^ getpid());
@@ -1055,15 +1280,15 @@ static void mix_run(struct __test_metadata *_metadata, const char *ram,
 	       (unsigned long long)seed, want);
 	o.nvqs = VHOST_BLK_MAX_VQS;
 	o.mem_size = 64 << 20;
-	ctx_open_opts(_metadata, &c, ram, O_RDWR, &o);
-	ASSERT_EQ(0, vblk_set_serial(&c.d, "vblk-mix-serial-0001", 20));
+	ctx_reopen(_metadata, c, &o);
+	ASSERT_EQ(0, vblk_set_serial(&c->d, "vblk-mix-serial-0001", 20));
 	if (toggle_ro) {
-		tog.fd = c.d.fd;
+		tog.fd = c->d.fd;
 		ASSERT_EQ(0, pthread_create(&th, NULL, ro_toggle, &tog));
 	}
 	slots = calloc(VHOST_BLK_MAX_VQS * MIX_SLOTS, sizeof(*slots));
 	ASSERT_NE(NULL, slots);
-	mix_zero(_metadata, ram);
+	mix_zero(_metadata, c->path);
 	for (int i = 0; i < VHOST_BLK_MAX_VQS * MIX_SLOTS; i++) {
 		slots[i].first = MIX_BASE + i * MIX_SLOT_SECS;
 		slots[i].buf = malloc(MIX_SLOT_SECS * 512);
@@ -1074,7 +1299,7 @@ static void mix_run(struct __test_metadata *_metadata, const char *ram,
 		int busy = 0, got = 0;
 
 		for (int q = 0; q < VHOST_BLK_MAX_VQS; q++) {
-			struct vblk_vq *vq = &c.d.vq[q];
+			struct vblk_vq *vq = &c->d.vq[q];
 
 			got += vblk_reap(vq);
 			if (rnd(16) == 0)
@@ -1097,13 +1322,13 @@ static void mix_run(struct __test_metadata *_metadata, const char *ram,
 			break;
 		ASSERT_GT(20000, vblk_now_ms() - last_progress) {
 			for (int q = 0; q < VHOST_BLK_MAX_VQS; q++)
-				vblk_dump_inflight(&c.d.vq[q], stderr);
+				vblk_dump_inflight(&c->d.vq[q], stderr);
 			TH_LOG("no completion for 20 s, seed %llu", (unsigned long long)seed);
 		}
 		if (!got && poll(pfd, VHOST_BLK_MAX_VQS, 20) > 0) {
 			for (int q = 0; q < VHOST_BLK_MAX_VQS; q++)
 				if (pfd[q].revents)
-					vblk_call_count(&c.d.vq[q], 0);
+					vblk_call_count(&c->d.vq[q], 0);
 		}
 	}
 	if (toggle_ro) {
@@ -1119,7 +1344,7 @@ static void mix_run(struct __test_metadata *_metadata, const char *ram,
 		free(slots[i].buf);
 	}
 	for (int q = 0; q < VHOST_BLK_MAX_VQS; q++) {
-		EXPECT_EQ(0, c.d.vq[q].bad_used) TH_LOG("vq %d", q);
+		EXPECT_EQ(0, c->d.vq[q].bad_used) TH_LOG("vq %d", q);
 	}
 	EXPECT_EQ(0, errors) TH_LOG("seed %llu", (unsigned long long)seed);
 	/* the backend matches the model */
@@ -1127,7 +1352,7 @@ static void mix_run(struct __test_metadata *_metadata, const char *ram,
 		uint8_t *b = malloc(MIX_SLOT_SECS * 512);
 		char why[200];
 
-		bdev_rw(_metadata, ram, false, slots[i].first, b, MIX_SLOT_SECS * 512);
+		bdev_rw(_metadata, c->path, false, slots[i].first, b, MIX_SLOT_SECS * 512);
 		EXPECT_TRUE(check_sectors(b, slots[i].first, slots[i].model,
 					  MIX_SLOT_SECS, why, sizeof(why)))
 			TH_LOG("backend slot %d: %s (seed %llu)", i, why,
@@ -1135,7 +1360,6 @@ static void mix_run(struct __test_metadata *_metadata, const char *ram,
 		free(b);
 	}
 	free(slots);
-	ctx_close(&c);
 }
 
 static bool log_bit(const uint8_t *log, uint64_t gpa)
@@ -1355,44 +1579,7 @@ static void check_log(struct __test_metadata *_metadata, struct ctx *c,
 	free(want);
 }
 
-/*
- * VBLK_FILE: a file of at least 16 MiB on a filesystem with O_DIRECT and
- * hole punching (10-kselftest.sh makes one on ext4, and VBLK_FILE_XFS one
- * on xfs when mkfs.xfs exists).  Checks go through pread/pwrite of the file.
- */
-static const char *need_file(const char *env)
-{
-	const char *p = env_dev(env, NULL);
-
-	return p && !access(p, W_OK) ? p : NULL;
-}
-
-#define NEED_FILE(var, env) do {					\
-	var = need_file(env);						\
-	if (!var)							\
-		SKIP(return, "%s not set: no backing file", env);	\
-} while (0)
-
-static void file_open(struct __test_metadata *_metadata, struct ctx *c,
-		      const char *path, int oflags, uint64_t features)
-{
-	struct vblk_opts o = VBLK_OPTS_DEFAULT;
-	struct stat st;
-	int err;
-
-	memset(c, 0, sizeof(*c));
-	o.set_features = true;
-	o.features = features;
-	err = vblk_open(&c->d, &o);
-	ASSERT_EQ(0, err) TH_LOG("vblk_open: %s", strerror(-err));
-	c->path = path;
-	c->bfd = open(path, oflags | O_CLOEXEC);
-	ASSERT_LE(0, c->bfd) TH_LOG("open %s: %s", path, strerror(errno));
-	ASSERT_EQ(0, fstat(c->bfd, &st));
-	c->cap = st.st_size / 512;
-	err = vblk_set_backend(&c->d, c->bfd);
-	ASSERT_EQ(0, err) TH_LOG("SET_BACKEND %s: %s", path, strerror(-err));
-}
+/* ---- regular files ---------------------------------------------------------- */
 
 static void file_check(struct __test_metadata *_metadata, const char *path,
 		       uint64_t sector, size_t len, uint64_t seed, const char *what)
@@ -1409,24 +1596,164 @@ static void file_check(struct __test_metadata *_metadata, const char *path,
 	free(b);
 }
 
-/* Aligned and unaligned writes and reads, a flush; data lands in the file. */
-static void file_rw_cases(struct __test_metadata *_metadata, const char *path,
+/*
+ * Attach c's file with oflags: aligned and unaligned writes and reads, a
+ * flush; the data lands in the file.
+ */
+static void file_rw_cases(struct __test_metadata *_metadata, struct ctx *c,
 			  int oflags)
 {
 	static const struct vblk_layout una = { .offset = 100 };
+	struct vblk_vq *vq = &c->d.vq[0];
 	uint64_t seed = new_seed();
-	struct ctx c;
 
-	file_open(_metadata, &c, path, oflags, VBLK_DEFAULT_FEATURES);
-	dev_write(_metadata, &c.d.vq[0], 2048, 65536, seed, NULL);
-	dev_write(_metadata, &c.d.vq[0], 4096, 8192, seed, &una);
-	EXPECT_EQ(VIRTIO_BLK_S_OK, io_status(_metadata, &c.d.vq[0],
-					     VIRTIO_BLK_T_FLUSH, 0, 0, NULL));
-	file_check(_metadata, path, 2048, 65536, seed, "aligned write");
-	file_check(_metadata, path, 4096, 8192, seed, "unaligned write");
-	dev_check(_metadata, &c.d.vq[0], 2048, 65536, seed, NULL, "aligned read");
-	dev_check(_metadata, &c.d.vq[0], 4096, 8192, seed, &una, "unaligned read");
-	ctx_close(&c);
+	ctx_attach(_metadata, c, c->path, oflags);
+	dev_write(_metadata, vq, 2048, 65536, seed, NULL);
+	dev_write(_metadata, vq, 4096, 8192, seed, &una);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, io_status(_metadata, vq, VIRTIO_BLK_T_FLUSH,
+					     0, 0, NULL));
+	file_check(_metadata, c->path, 2048, 65536, seed, "aligned write");
+	file_check(_metadata, c->path, 4096, 8192, seed, "unaligned write");
+	dev_check(_metadata, vq, 2048, 65536, seed, NULL, "aligned read");
+	dev_check(_metadata, vq, 4096, 8192, seed, &una, "unaligned read");
+}
+
+/* ---- statistics and fault injection --------------------------------------- */
+
+/* The device's debugfs directory, named by the id in the fd's fdinfo. */
+static int stats_path(struct ctx *c, char *path, size_t size)
+{
+	char p[64], line[128];
+	unsigned int id = 0;
+	bool found = false;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/proc/self/fdinfo/%d", c->d.fd);
+	f = fopen(p, "r");
+	if (!f)
+		return -errno;
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "vhost-blk-id: %u", &id) == 1;
+	fclose(f);
+	if (!found)
+		return -ENOENT;
+	if (access("/sys/kernel/debug/vhost-blk", F_OK) &&
+	    system("mount -t debugfs none /sys/kernel/debug 2>/dev/null"))
+		return -ENODEV;
+	snprintf(path, size, "/sys/kernel/debug/vhost-blk/%u/stats", id);
+	return 0;
+}
+
+/* One counter of the device's debugfs stats file; -1 if absent. */
+static long long stat_of(struct __test_metadata *_metadata, struct ctx *c,
+			 const char *name)
+{
+	char path[96], line[128], key[64];
+	long long v, found = -1;
+	FILE *f;
+
+	ASSERT_EQ(0, stats_path(c, path, sizeof(path)))
+		TH_LOG("no vhost-blk-id in fdinfo or no debugfs");
+	f = fopen(path, "r");
+	ASSERT_NE(NULL, f) TH_LOG("%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63s %lld", key, &v) == 2 && !strcmp(key, name))
+			found = v;
+	}
+	fclose(f);
+	return found;
+}
+
+/* Move this process to the cgroup directory @cg. */
+static void cg_enter(struct __test_metadata *_metadata, const char *cg)
+{
+	char procs[192];
+	FILE *f;
+
+	snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg);
+	f = fopen(procs, "w");
+	ASSERT_NE(NULL, f);
+	fprintf(f, "%d\n", getpid());
+	ASSERT_EQ(0, fclose(f));
+}
+
+/* Pin every thread named vhost-<pid> (the device's worker) to CPU 0. */
+static int pin_workers(pid_t pid)
+{
+	char want[32], comm[32], p[96];
+	struct dirent *pe, *te;
+	cpu_set_t cpu0;
+	DIR *procs, *tasks;
+	int n = 0;
+	FILE *f;
+
+	CPU_ZERO(&cpu0);
+	CPU_SET(0, &cpu0);
+	snprintf(want, sizeof(want), "vhost-%d\n", pid);
+	procs = opendir("/proc");
+	if (!procs)
+		return -1;
+	while ((pe = readdir(procs))) {
+		snprintf(p, sizeof(p), "/proc/%.16s/task", pe->d_name);
+		tasks = pe->d_name[0] >= '1' && pe->d_name[0] <= '9' ?
+			opendir(p) : NULL;
+		while (tasks && (te = readdir(tasks))) {
+			snprintf(p, sizeof(p), "/proc/%.16s/task/%.16s/comm",
+				 pe->d_name, te->d_name);
+			f = fopen(p, "r");
+			if (!f)
+				continue;
+			if (fgets(comm, sizeof(comm), f) && !strcmp(comm, want) &&
+			    !sched_setaffinity(atoi(te->d_name), sizeof(cpu0), &cpu0))
+				n++;
+			fclose(f);
+		}
+		if (tasks)
+			closedir(tasks);
+	}
+	closedir(procs);
+	return n;
+}
+
+/*
+ * True if the pattern of (sector, len, seed) of the file behind @fd is on
+ * its filesystem's device: the range is mapped (FIEMAP, not delayed
+ * allocation) and the device holds the data there.
+ */
+static bool on_device(struct __test_metadata *_metadata, int fd,
+		      uint64_t sector, size_t len, uint64_t seed)
+{
+	struct {
+		struct fiemap fm;
+		struct fiemap_extent fe[1];
+	} m = { .fm = { .fm_start = sector * 512, .fm_length = len,
+			.fm_extent_count = 1 } };
+	const struct fiemap_extent *fe = &m.fe[0];
+	char node[64];
+	struct stat st;
+	bool found;
+	void *b;
+	int dfd;
+
+	if (ioctl(fd, FS_IOC_FIEMAP, &m.fm) || m.fm.fm_mapped_extents != 1 ||
+	    fe->fe_flags & (FIEMAP_EXTENT_DELALLOC | FIEMAP_EXTENT_UNKNOWN) ||
+	    fe->fe_logical > sector * 512 ||
+	    fe->fe_logical + fe->fe_length < sector * 512 + len)
+		return false;
+	ASSERT_EQ(0, fstat(fd, &st));
+	snprintf(node, sizeof(node), "/tmp/vblk-fsdev-%d", getpid());
+	unlink(node);
+	ASSERT_EQ(0, mknod(node, S_IFBLK | 0600, st.st_dev));
+	dfd = open(node, O_RDONLY | O_DIRECT);
+	unlink(node);
+	ASSERT_LE(0, dfd);
+	ASSERT_EQ(0, posix_memalign(&b, 4096, len));
+	ASSERT_EQ((ssize_t)len, pread(dfd, b, len, fe->fe_physical +
+				      (sector * 512 - fe->fe_logical)));
+	found = vblk_pattern_check(b, len, sector, seed, NULL, 0) == -1;
+	free(b);
+	close(dfd);
+	return found;
 }
 
 #endif /* VHOST_BLK_TEST_H */

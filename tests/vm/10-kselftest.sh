@@ -7,8 +7,9 @@
 # vhost_blk.ko, brd (rd_nr>=4), null_blk (nr_devices=0), dm-mod, dm-delay
 # and configfs loaded.  Sets up the backends the tests want, runs
 # build/selftests/<line>/vhost_blk_test (built by tests/prepare.d/10-selftests.sh),
-# and prints TAP: one "ok N - kselftest: vb.<case>" line per case, then two
-# leak checks (module reference count 0, dm backends removable), plan last.
+# and prints TAP: one "ok N - kselftest: <fixture>.<variant>.<case>" line per
+# case and variant (Documentation/selftests.rst), then two leak checks
+# (module reference count 0, dm backends removable), plan last.
 # Backends (exported to the test binary):
 #	VBLK_DEV_RAM=/dev/ram0  VBLK_DEV_RAM2=/dev/ram1
 #	VBLK_DEV_DELAY      dm-delay (VBLK_DELAY_MS, default 400 ms) over /dev/ram2
@@ -148,8 +149,8 @@ say "files: ext4=${VBLK_FILE:-none} xfs=${VBLK_FILE_XFS:-none}"
 say "backends: ram=$VBLK_DEV_RAM ram2=$VBLK_DEV_RAM2 delay=${VBLK_DEV_DELAY:-none} error=${VBLK_DEV_ERROR:-none} discard=${VBLK_DEV_DISCARD:-none} nodiscard=${VBLK_DEV_NODISCARD:-none} 4k=${VBLK_DEV_4K:-none} cache=${VBLK_DEV_CACHE:-none}"
 
 # ---- run + normalise TAP ------------------------------------------------
-# The harness prints "ok N vb.case" (6.1: "ok N # SKIP why" without the
-# name on skips); we print "ok N - kselftest: vb.case[ # SKIP why]", and a
+# The harness prints "ok N io.brd.case" (6.1: "ok N # SKIP why" without the
+# name on skips); we print "ok N - kselftest: io.brd.case[ # SKIP why]", and a
 # failed line for a case the harness never reported (binary died).
 out=$(mktemp)
 timeout -k 10 "$SUITE_TIMEOUT" "$bin" "$@" >"$out" 2>&1
