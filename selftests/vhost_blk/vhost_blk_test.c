@@ -41,7 +41,8 @@
  *   brd     the RAM disk attached (cases about one backend or the control
  *           plane with a backend)
  *   io      the data plane, once per backend: brd, a file on ext4 and a
- *           file on xfs (VBLK_FILE, VBLK_FILE_XFS; opened O_DIRECT)
+ *           file on xfs (VBLK_FILE, VBLK_FILE_XFS) opened O_DIRECT, and
+ *           the same files opened without it (the page cache)
  *   delay   dm-delay attached (VBLK_DEV_DELAY): requests stay in flight;
  *           self->under is the RAM disk below it, to check what landed
  *   file    no backend attached; a file on ext4 / on xfs in self->c.path
@@ -75,6 +76,14 @@ FIXTURE_VARIANT_ADD(io, ext4) {
 
 FIXTURE_VARIANT_ADD(io, xfs) {
 	.env = "VBLK_FILE_XFS", .oflags = O_RDWR | O_DIRECT,
+};
+
+FIXTURE_VARIANT_ADD(io, ext4_buffered) {
+	.env = "VBLK_FILE", .oflags = O_RDWR,
+};
+
+FIXTURE_VARIANT_ADD(io, xfs_buffered) {
+	.env = "VBLK_FILE_XFS", .oflags = O_RDWR,
 };
 
 FIXTURE_SETUP(io)
