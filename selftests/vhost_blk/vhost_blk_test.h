@@ -48,12 +48,6 @@ static const char *env_dev(const char *env, const char *def)
 	return p && *p ? p : def;
 }
 
-#define NEED_VHOST() do {						\
-	if (access(VBLK_DEV_PATH, F_OK))				\
-		SKIP(return, "%s absent: vhost_blk.ko not loaded",	\
-		     VBLK_DEV_PATH);					\
-} while (0)
-
 #define NEED_BDEV(var, env, def) do {					\
 	var = env_dev(env, def);					\
 	if (!var)							\
