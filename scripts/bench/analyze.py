@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 """Turn the raw output of scripts/bench/l1.sh into results.
 
-    analyze.py --raw DIR --out DIR [--profile vhost_blk.ko]
+    analyze.py --raw DIR --out DIR [--baseline DIR] [--max-slowdown X]
+               [--profile vhost_blk.ko]
     analyze.py --selftest
 
 Inputs (in --raw): plugin.log (vbcount marker snapshots, bb.c totals),
@@ -21,6 +22,16 @@ which cancels the fixed cost of a fio run (process start, file open, ring
 setup, exit) and the time-proportional background (L1/L2 timer ticks).
 insn_per_io is the mean of c over the repetitions, insn_spread_pct is
 (max - min) / mean * 100.
+
+Perturbation.  Counting slows the emulated L1 down, and a nested guest's
+timing (timer ticks, interrupt injection, halt and wake-up) does not slow
+down with it, so a counted cell can run at a fraction of its real rate
+and its per-I/O figure then measures waiting, not work.  --baseline names
+the raw output of the same matrix run without plugins; each cell gets
+iops_uncounted and slowdown = iops_uncounted / iops, and a cell slowed down
+more than --max-slowdown (default 1.5) is "perturbed": its insn_per_io is
+withheld (null, the estimate kept as insn_per_io_perturbed) and it gives
+no ratio.
 """
 import argparse
 import glob
@@ -248,15 +259,44 @@ def analyze(raw):
     return results, idle, bb_total, vb_exit, prof
 
 
+def gate(results, base, max_slowdown):
+    """Withhold the per-I/O figure of cells counting slowed down too much."""
+    for r in results:
+        key = (r["backend"], r["device"], r["workload"], r["queues"])
+        u = base.get(key)
+        r["iops_uncounted"] = u
+        r["slowdown"] = u / r["iops"] if u and r["iops"] else None
+        r["perturbed"] = bool(r["slowdown"] and r["slowdown"] > max_slowdown)
+        if r["perturbed"]:
+            r["insn_per_io_perturbed"] = r["insn_per_io"]
+            r["insn_per_io"] = None
+            r["insn_spread_pct"] = None
+
+
+def baseline_iops(raw):
+    """(backend, device, workload, queues) -> median IOPS of the long runs."""
+    runs = {}
+    for rid, m in load_fio(raw).items():
+        g = re.match(r"([\w-]+)/(\w+)/(.+)/q(\d+)/r(\d+)/s(\d+)$", rid)
+        if g:
+            k = (g.group(1), g.group(2), g.group(3), int(g.group(4)))
+            runs.setdefault(k, []).append((int(g.group(6)), m["iops"]))
+    out = {}
+    for k, v in runs.items():
+        longest = max(s for s, _ in v)
+        out[k] = statistics.median([i for s, i in v if s == longest])
+    return out
+
+
 def fmt(x, f="%.0f"):
     return "-" if x is None else f % x
 
 
 def table(results, idle, bb_total, vb_exit):
     lines = []
-    hdr = "%-11s %-6s %-14s %2s %9s %9s %9s %11s %7s %4s" % (
+    hdr = "%-11s %-6s %-14s %2s %9s %9s %9s %11s %7s %4s %8s" % (
         "backend", "device", "workload", "q", "IOPS", "p50 us", "p99 us",
-        "insn/IO", "spread", "runs")
+        "insn/IO", "spread", "runs", "slowdown")
     lines.append(hdr)
     lines.append("-" * len(hdr))
     order = {b: i for i, b in enumerate(BACKENDS)}
@@ -267,11 +307,16 @@ def table(results, idle, bb_total, vb_exit):
         if prev and grp != prev:
             lines.append("")
         prev = grp
-        lines.append("%-11s %-6s %-14s %2d %9s %9s %9s %11s %6s%% %4d" % (
+        lines.append("%-11s %-6s %-14s %2d %9s %9s %9s %11s %6s%% %4d %8s" % (
             r["backend"], r["device"], r["workload"], r["queues"], fmt(r["iops"]),
             fmt(r["lat_p50_us"], "%.1f"), fmt(r["lat_p99_us"], "%.1f"),
-            fmt(r["insn_per_io"]), fmt(r["insn_spread_pct"], "%.1f"), r["runs"]))
+            "perturbed" if r.get("perturbed") else fmt(r["insn_per_io"]),
+            fmt(r["insn_spread_pct"], "%.1f"), r["runs"],
+            fmt(r.get("slowdown"), "%.2fx")))
     lines.append("")
+    if any(r.get("perturbed") for r in results):
+        lines.append("perturbed: counted IOPS more than the allowed factor below the "
+                     "same cell without plugins; no insn/IO published for it")
     lines.append("idle background (instructions per host second, guests up):")
     for k in sorted(idle):
         lines.append("  %-28s %.3g" % (k, idle[k]))
@@ -491,6 +536,16 @@ def selftest():
     assert abs(cf - c) < 1 and abs(af - a) < 1e3, (af, cf)
     # A wrong background rate shows up as a biased c, not as a crash.
     assert fit_cell(runs, b * 1.1)[0] < c
+    # The gate: 3x slower than uncounted is withheld, 1.2x is published.
+    cells = [{"backend": "vhost-blk", "device": "brd", "workload": w, "queues": 1,
+              "iops": 100.0, "insn_per_io": c, "insn_spread_pct": 1.0}
+             for w in ("slow", "fine")]
+    gate(cells, {("vhost-blk", "brd", "slow", 1): 300.0,
+                 ("vhost-blk", "brd", "fine", 1): 120.0}, 1.5)
+    assert cells[0]["perturbed"] and cells[0]["insn_per_io"] is None, cells[0]
+    assert cells[0]["insn_per_io_perturbed"] == c
+    assert not cells[1]["perturbed"] and cells[1]["insn_per_io"] == c, cells[1]
+    assert abs(cells[1]["slowdown"] - 1.2) < 1e-9
     print("analyze: selftest ok")
 
 
@@ -499,12 +554,16 @@ def main():
     ap.add_argument("--raw")
     ap.add_argument("--out")
     ap.add_argument("--profile", help="vhost_blk.ko (for the report only)")
+    ap.add_argument("--baseline", help="raw output of the same matrix without plugins")
+    ap.add_argument("--max-slowdown", type=float, default=1.5)
     ap.add_argument("--selftest", action="store_true")
     args = ap.parse_args()
     if args.selftest:
         selftest()
         return 0
     results, idle, bb_total, vb_exit, prof = analyze(args.raw)
+    if args.baseline:
+        gate(results, baseline_iops(args.baseline), args.max_slowdown)
     os.makedirs(args.out, exist_ok=True)
     # I/Os of the long runs, for the profile's per-I/O figures.
     fio = load_fio(args.raw)

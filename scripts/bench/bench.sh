@@ -4,7 +4,8 @@
 # `make bench`: compare vhost-blk-pci with QEMU's own data planes on the same
 # backing device, instruction counts per I/O as the headline.
 #
-#   scripts/bench/bench.sh [--quick] [--line 6.1|6.12] [--profile] [--out DIR]
+#   scripts/bench/bench.sh [--quick] [--line 6.1|6.12] [--profile]
+#                          [--no-baseline] [--out DIR]
 #
 # Builds (or takes from the cache) what it needs through the repository's
 # scripts: the Debian kernel and vhost_blk.ko, QEMU with vhost-blk-pci and
@@ -20,6 +21,9 @@
 #   --profile   also count instructions per translated block and map them
 #               to L1 kernel symbols (DIR/profile.txt); slows L1 down
 #   --line L    the L1 kernel line (default 6.1)
+#   --no-baseline  skip the first L1 run without plugins; without it no
+#               cell can be checked for perturbation (counted IOPS far below
+#               uncounted: VHOST_BLK_BENCH_MAX_SLOWDOWN, default 1.5)
 #
 # Matrix knobs (environment, see scripts/bench/l1.sh): VHOST_BLK_BENCH_BACKENDS,
 # _DEVICES, _WORKLOADS, _QUEUES, _SECONDS, _REPS, _IDLE.
@@ -31,11 +35,12 @@ VB_PROG=bench
 . "$REPO/scripts/guest/apt.sh"
 CACHE=$VB_CACHE
 
-quick=0 profile=0 line=6.1 out=$REPO/build/bench
+quick=0 profile=0 baseline=1 line=6.1 out=$REPO/build/bench
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) quick=1; shift ;;
 	--profile) profile=1; shift ;;
+	--no-baseline) baseline=0; shift ;;
 	--line) line=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
 	-h|--help) sed -n '4,25s/^# \{0,1\}//p' "$0"; exit 0 ;;
@@ -55,7 +60,7 @@ T0=$(date +%s)
 n=0
 stage() {
 	n=$((n + 1))
-	echo "==> [$n/8 +$(($(date +%s) - T0))s] $*"
+	echo "==> [$n/9 +$(($(date +%s) - T0))s] $*"
 }
 
 stage "installing dependencies (apt)"
@@ -101,10 +106,9 @@ if [ ! -e "$TOOLS/.done" ]; then
 	touch "$TOOLS/.done"
 fi
 
-stage "booting L1 ($line, TCG -cpu max with the plugins) and running the matrix"
 mkdir -p "$out"
-raw=$out/raw
-rm -rf "$raw"
+raw=$out/raw base=$out/raw-uncounted
+rm -rf "$raw" "$base"
 mkdir -p "$raw"
 # One TCG thread per L1 vCPU: with one thread for all of them (vm-run.sh's
 # default) a vCPU that does not halt keeps the others off the host CPU
@@ -119,18 +123,31 @@ else
 fi
 [ "$profile" = 1 ] && vbopts="$vbopts,profile=on"
 plugins="$TOOLS/vbcount.so$vbopts $TOOLS/libbb.so$bbopts"
+# One L1 run of the matrix: $1 output dir, $2 plugins ("" for none).
+run_l1() {
+	VB_BENCH_PLUGINS=$2 VB_BENCH_PLUGIN_LOG=$1/plugin.log \
+		VHOST_BLK_QEMU=$REPO/scripts/bench/l1-qemu.sh VHOST_BLK_ACCEL=tcg \
+		VHOST_BLK_BENCH_TOOLS=$TOOLS \
+		"$REPO/scripts/vm-run.sh" "$line" --timeout "${VHOST_BLK_BENCH_TIMEOUT:-14400}" \
+		--log "$1/console.log" --out "$1" -- "$REPO/scripts/bench/l1.sh"
+}
 set +e
-VB_BENCH_PLUGINS=$plugins VB_BENCH_PLUGIN_LOG=$raw/plugin.log \
-	VHOST_BLK_QEMU=$REPO/scripts/bench/l1-qemu.sh VHOST_BLK_ACCEL=tcg \
-	VHOST_BLK_BENCH_TOOLS=$TOOLS \
-	"$REPO/scripts/vm-run.sh" "$line" --timeout "${VHOST_BLK_BENCH_TIMEOUT:-14400}" \
-	--log "$raw/console.log" --out "$raw" -- "$REPO/scripts/bench/l1.sh"
+if [ "$baseline" = 1 ]; then
+	stage "booting L1 ($line) without plugins: the uncounted IOPS of every cell"
+	mkdir -p "$base"
+	run_l1 "$base" "" || vb_warn "the uncounted L1 run exited with $? (its cells are not gated)"
+else
+	stage "no uncounted baseline (--no-baseline): cells are not checked for perturbation"
+fi
+stage "booting L1 ($line, TCG -cpu max with the plugins) and running the matrix"
+run_l1 "$raw" "$plugins"
 rc=$?
 set -e
 [ $rc -eq 0 ] || vb_warn "the L1 run exited with $rc (partial results are analysed)"
 
 stage "analysing"
-aargs=(--raw "$raw" --out "$out")
+aargs=(--raw "$raw" --out "$out" --max-slowdown "${VHOST_BLK_BENCH_MAX_SLOWDOWN:-1.5}")
+[ "$baseline" = 1 ] && aargs+=(--baseline "$base")
 [ "$profile" = 1 ] && aargs+=(--profile "$REPO/build/$(basename "$("$REPO/scripts/kernel.sh" path "$line")")/vhost_blk.ko")
 python3 "$REPO/scripts/bench/analyze.py" "${aargs[@]}"
 
