@@ -377,6 +377,8 @@ def write_plots(results, out):
         for metric, ylabel, fname in (("insn_per_io", "L1 instructions per I/O", "insn"),
                                       ("iops", "IOPS (fio, guest clock)", "iops")):
             base = "%s-%s-q%d" % (fname, dev, q)
+            if all(r.get(metric) is None for r in rs):
+                continue    # e.g. every cell perturbed: nothing to plot
             with open(os.path.join(out, base + ".dat"), "w") as f:
                 f.write("workload " + " ".join(bes) + "\n")
                 for w in wls:
