@@ -4,7 +4,7 @@
  * the ring contents a guest controls.
  *
  *	vblk_fuzz --dev BLOCKDEV [--slow-dev BLOCKDEV] [--seed N]
- *		  [--seconds S] [--mode ioctl|ring|both]
+ *		  [--seconds S] [--mode ioctl|ring|both] [--jobs N]
  *		  [--batch fuzz|dwz|reuse|bounce|log]
  *
  * ioctl mode: "sequences", each on a fresh descriptor: random sequences
@@ -79,6 +79,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vblk_guest.h"
@@ -111,13 +113,45 @@ struct backend {
 
 static struct backend g_fast = { .fd = -1 }, g_slow = { .fd = -1 };
 
-static struct {
-	unsigned long seqs, ioctls, checked, probes;
+static struct stats {
+	unsigned long seqs, ioctls, checked, probes, recycled, reset_refused;
 	unsigned long sessions, batches, chains, ans_used, ans_err;
 	unsigned long valid, dwz, dwz_nothing, reuse_pub, reuse_rounds,
 		      cap_checks, max_inflight, bounce, bounce_limits,
 		      log_toggles, log_exact, log_ambiguous, detaches, overrun;
 } st;
+
+/*
+ * Where ioctl mode spends its time (microseconds, summed over the jobs):
+ * opening, owning, closing descriptors, EFAULT probes, refilling scratch,
+ * then one bucket per kind of fuzzed ioctl (the cases of fuzz_one_ioctl()).
+ */
+enum {
+	T_OPEN, T_OWNER, T_CLOSE, T_PROBE, T_SCRATCH, T_RESET,
+	T_CASE, T_NR = T_CASE + 22
+};
+
+static const char *const t_name[T_NR] = {
+	"open", "SET_OWNER", "close", "EFAULT probes", "scratch refill",
+	"reset to fresh",
+	"SET_OWNER", "RESET_OWNER", "GET_FEATURES", "SET_FEATURES",
+	"SET_MEM_TABLE", "SET_VRING_NUM", "SET_VRING_BASE", "GET_VRING_BASE",
+	"SET_VRING_ADDR", "SET_VRING_KICK/CALL/ERR", NULL, NULL, "SET_LOG_BASE",
+	"SET_LOG_FD", "SET_BACKEND", NULL, "SET_SERIAL", "SET_READONLY",
+	"unknown numbers", "GET_CAPS", "kicks", NULL,
+};
+
+static uint64_t t_ioc[T_NR];
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #define FAILF(...) do { printf("# FAIL " __VA_ARGS__); failed = 1; } while (0)
 
@@ -211,11 +245,86 @@ static void close_rfd(int fd, int devfd)
 		close(fd);
 }
 
+/*
+ * What the ioctls on a descriptor may have changed since it was opened
+ * or last reset to fresh (seq_reset()): device-wide settings (D_*), per
+ * queue settings (V_*), and g_sticky: an ioctl outside the vocabulary
+ * succeeded (endianness, busy polling, extra workers, ...), which the
+ * reset cannot undo.  Conservative: an attempt counts, refused or not.
+ */
+enum {
+	D_BACKEND = 1, D_FEATURES = 2, D_LOGFD = 4, D_LOGBASE = 8, D_MEM = 16,
+	D_SERIAL = 32, D_RO = 64,
+	V_NUM = 1, V_BASE = 2, V_ADDR = 4, V_KICK = 8, V_CALL = 16, V_ERR = 32,
+};
+
+static unsigned int g_devdirty;
+static uint8_t g_vqdirty[VHOST_BLK_MAX_VQS];
+static bool g_sticky;
+
+/* How each ioctl of the vocabulary marks what it may change; 0, 0: nothing. */
+static const struct {
+	unsigned long cmd;
+	unsigned int dev, vq;
+} track_tab[] = {
+	{ VHOST_SET_FEATURES, D_FEATURES, 0 },
+	{ VHOST_SET_MEM_TABLE, D_MEM, 0 },
+	{ VHOST_SET_LOG_BASE, D_LOGBASE, 0 },
+	{ VHOST_SET_LOG_FD, D_LOGFD, 0 },
+	{ VHOST_BLK_SET_SERIAL, D_SERIAL, 0 },
+	{ VHOST_BLK_SET_READONLY, D_RO, 0 },
+	{ VHOST_BLK_SET_BACKEND, D_BACKEND, 0 },
+	{ VHOST_SET_VRING_NUM, 0, V_NUM },
+	{ VHOST_SET_VRING_BASE, 0, V_BASE },
+	{ VHOST_SET_VRING_ADDR, 0, V_ADDR },
+	{ VHOST_SET_VRING_KICK, 0, V_KICK },
+	{ VHOST_SET_VRING_CALL, 0, V_CALL },
+	{ VHOST_SET_VRING_ERR, 0, V_ERR },
+	{ VHOST_SET_OWNER, 0, 0 },
+	{ VHOST_RESET_OWNER, 0, 0 },
+	{ VHOST_GET_FEATURES, 0, 0 },
+	{ VHOST_GET_VRING_BASE, 0, 0 },
+	{ VHOST_BLK_GET_CAPS, 0, 0 },
+};
+
+static void track(unsigned long cmd, void *arg, int r)
+{
+	unsigned int i, q;
+	int fd;
+
+	for (i = 0; i < ARRAY_SIZE(track_tab); i++)
+		if (track_tab[i].cmd == cmd)
+			break;
+	if (i == ARRAY_SIZE(track_tab)) {
+		if (!r)
+			g_sticky = true;
+		return;
+	}
+	g_devdirty |= track_tab[i].dev;
+	if (cmd == VHOST_BLK_SET_BACKEND) {
+		/* attached: the worker may have moved every queue's avail index */
+		memcpy(&fd, arg, sizeof(fd));
+		if (!r && fd != -1)
+			for (q = 0; q < VHOST_BLK_MAX_VQS; q++)
+				g_vqdirty[q] |= V_BASE;
+	}
+	if (!track_tab[i].vq)
+		return;
+	/* the queue index is the first field of every vring argument */
+	memcpy(&q, arg, sizeof(q));
+	if (q < VHOST_BLK_MAX_VQS)
+		g_vqdirty[q] |= track_tab[i].vq;
+}
+
 /* ioctl(): 0 or -errno. */
 static int xioctl(int fd, unsigned long cmd, void *arg)
 {
+	int r;
+
 	st.ioctls++;
-	return ioctl(fd, cmd, arg) < 0 ? -errno : 0;
+	r = ioctl(fd, cmd, arg) < 0 ? -errno : 0;
+	track(cmd, arg, r);
+	return r;
 }
 static int g_only = -1;		/* --batch: only this kind of batch */
 
@@ -262,11 +371,14 @@ static void fuzz_one_ioctl(int fd, bool *owned)
 	struct vhost_vring_addr a;
 	struct vhost_vring_file f;
 	struct vhost_blk_serial ser;
+	unsigned long cmd;
 	uint64_t u64;
 	int i, efd, r;
 	unsigned int idx = rn(5) == 0 ? (unsigned int)r64() : rn(VHOST_BLK_MAX_VQS);
+	unsigned int kind = rn(22);
+	uint64_t t0 = now_us();
 
-	switch (rn(22)) {
+	switch (kind) {
 	case 0:
 		if (!xioctl(fd, VHOST_SET_OWNER, NULL))
 			*owned = true;
@@ -342,8 +454,10 @@ static void fuzz_one_ioctl(int fd, bool *owned)
 		       "SET_READONLY");
 		break;
 	case 18:	/* unknown / mangled numbers in both ioctl spaces */
-		xioctl(fd, _IOC(rn(4), rn(2) ? VHOST_VIRTIO : rn(256), rn(256), rn(64)),
-		       scratch + rn(4096));
+		cmd = _IOC(rn(4), rn(2) ? VHOST_VIRTIO : rn(256), rn(256), rn(64));
+		/* owner changes are cases 0 and 1: *owned must stay true */
+		if (cmd != VHOST_SET_OWNER && cmd != VHOST_RESET_OWNER)
+			xioctl(fd, cmd, scratch + rn(4096));
 		break;
 	case 19:	/* documented: no owner needed, EFAULT on a bad pointer */
 		if (rn(4)) {
@@ -365,11 +479,86 @@ static void fuzz_one_ioctl(int fd, bool *owned)
 		f.fd = efd;
 		xioctl(fd, VHOST_SET_VRING_KICK, &f);
 		u64 = 1;
-		if (write(efd, &u64, 8) != 8)
-			break;
+		if (efd >= 0 && write(efd, &u64, 8) != 8)
+			printf("# warning: kick eventfd: %s\n", strerror(errno));
 		close(efd);
 		break;
 	}
+	t_ioc[T_CASE + kind] += now_us() - t0;
+}
+
+/*
+ * Bring an owned descriptor back to the state of a fresh one just after
+ * VHOST_SET_OWNER, with ioctls of the vocabulary: backend detached
+ * (in-flight requests drained), no features, empty memory table, no log
+ * base or log eventfd, zero serial, writable, and every queue the
+ * sequence touched at num 1, base 0, no ring or log addresses, no
+ * kick/call/err eventfds; only what track() saw the sequence try to
+ * change, in this order (detach first: a queue with a backend refuses
+ * most changes).  The vhost worker stays.  The one difference
+ * from a fresh descriptor: the memory table is empty rather than never
+ * set (a state the vocabulary reaches anyway: nregions 0, RESET_OWNER).
+ * 0, or the refused ioctl's -errno (the caller then opens a fresh one).
+ */
+static int seq_reset(int fd, const char **what)
+{
+	struct vhost_memory m = { .nregions = 0 };
+	struct vhost_vring_state num1 = { .num = 1 }, base0 = { .num = 0 };
+	struct vhost_vring_addr a = { 0 };
+	struct vhost_vring_file f = { .fd = -1 };
+	struct vhost_blk_serial ser = { { 0 } };
+	uint64_t zero = 0;
+	int minus1 = -1, rw = 0, r;
+	const struct {
+		unsigned int bit;
+		unsigned long cmd;
+		void *arg;
+		const char *name;
+	} dev[] = {
+		{ D_BACKEND, VHOST_BLK_SET_BACKEND, &minus1, "SET_BACKEND(-1)" },
+		{ D_FEATURES, VHOST_SET_FEATURES, &zero, "SET_FEATURES(0)" },
+		{ D_LOGFD, VHOST_SET_LOG_FD, &minus1, "SET_LOG_FD(-1)" },
+		{ D_LOGBASE, VHOST_SET_LOG_BASE, &zero, "SET_LOG_BASE(0)" },
+		{ D_MEM, VHOST_SET_MEM_TABLE, &m, "SET_MEM_TABLE(no regions)" },
+		{ D_SERIAL, VHOST_BLK_SET_SERIAL, &ser, "SET_SERIAL(0)" },
+		{ D_RO, VHOST_BLK_SET_READONLY, &rw, "SET_READONLY(0)" },
+	}, vq[] = {
+		{ V_NUM, VHOST_SET_VRING_NUM, &num1, "SET_VRING_NUM(1)" },
+		{ V_BASE, VHOST_SET_VRING_BASE, &base0, "SET_VRING_BASE(0)" },
+		{ V_ADDR, VHOST_SET_VRING_ADDR, &a, "SET_VRING_ADDR(0)" },
+		{ V_KICK, VHOST_SET_VRING_KICK, &f, "SET_VRING_KICK(-1)" },
+		{ V_CALL, VHOST_SET_VRING_CALL, &f, "SET_VRING_CALL(-1)" },
+		{ V_ERR, VHOST_SET_VRING_ERR, &f, "SET_VRING_ERR(-1)" },
+	};
+	unsigned int i, q;
+
+	for (i = 0; i < ARRAY_SIZE(dev); i++) {
+		if (!(g_devdirty & dev[i].bit))
+			continue;
+		r = xioctl(fd, dev[i].cmd, dev[i].arg);
+		if (r) {
+			*what = dev[i].name;
+			return r;
+		}
+	}
+	for (q = 0; q < VHOST_BLK_MAX_VQS; q++) {
+		num1.index = q;
+		base0.index = q;
+		a.index = q;
+		f.index = q;
+		for (i = 0; i < ARRAY_SIZE(vq); i++) {
+			if (!(g_vqdirty[q] & vq[i].bit))
+				continue;
+			r = xioctl(fd, vq[i].cmd, vq[i].arg);
+			if (r) {
+				*what = vq[i].name;
+				return r;
+			}
+		}
+	}
+	g_devdirty = 0;
+	memset(g_vqdirty, 0, sizeof(g_vqdirty));
+	return 0;
 }
 
 /*
@@ -497,31 +686,192 @@ static void efault_probe(int fd, bool *owned)
 	expect(r, -EINVAL, "probe: SET_VRING_ADDR outside user space, attached");
 }
 
-static void fuzz_ioctls(uint64_t end)
-{
-	while (!failed && vblk_now_ms() < end) {
-		int fd = open(VBLK_DEV_PATH, O_RDWR);
-		unsigned int len = 1 + rn(60);
-		bool owned = false;
+/*
+ * One job of ioctl mode: sequences until end.  A sequence starts on a
+ * fresh descriptor, with or without an owner, or with an EFAULT probe.
+ * Starting and stopping the vhost worker (SET_OWNER, close) costs most
+ * of a sequence's time, so a sequence that would start with SET_OWNER on
+ * a fresh descriptor may instead take over the previous sequence's owned
+ * descriptor once seq_reset() has brought it back to that state: each
+ * owned descriptor serves 1-8 sequences (RECYCLE_MAX), so about one
+ * owned sequence in four-and-a-half still starts on a new descriptor.
+ */
+#define RECYCLE_MAX 8
 
-		if (fd < 0) {
-			FAILF("open %s: %s\n", VBLK_DEV_PATH, strerror(errno));
-			return;
+static void ioctl_job(uint64_t end)
+{
+	int keep = -1;			/* owned descriptor to recycle */
+	unsigned int keep_left = 0;	/* how many more sequences it may serve */
+
+	while (!failed && vblk_now_ms() < end) {
+		uint64_t t0 = now_us(), t1;
+		unsigned int len = 1 + rn(60), start = rn(8) ? (rn(4) ? 1 : 0) : 2;
+		const char *what = "";
+		bool owned = false;
+		int fd = -1, r;
+
+		/* start: 0 without owner, 1 with, 2 EFAULT probe */
+		if (keep >= 0 && (start != 1 || !keep_left)) {
+			close(keep);
+			keep = -1;
+			t1 = now_us();
+			t_ioc[T_CLOSE] += t1 - t0;
+			t0 = t1;
 		}
+		if (keep >= 0) {
+			r = seq_reset(keep, &what);
+			if (!r) {
+				fd = keep;
+				owned = true;
+				keep_left--;
+				st.recycled++;
+			} else {
+				if (st.reset_refused++ < 3)
+					printf("# note: reset to fresh: %s: %s; new descriptor\n",
+					       what, strerror(-r));
+				close(keep);
+			}
+			keep = -1;
+		}
+		t1 = now_us();
+		t_ioc[T_RESET] += t1 - t0;
+		if (fd < 0) {
+			fd = open(VBLK_DEV_PATH, O_RDWR);
+			if (fd < 0) {
+				FAILF("open %s: %s\n", VBLK_DEV_PATH, strerror(errno));
+				return;
+			}
+			keep_left = rn(RECYCLE_MAX);
+			g_devdirty = 0;
+			memset(g_vqdirty, 0, sizeof(g_vqdirty));
+			g_sticky = false;
+		}
+		t0 = now_us();
+		t_ioc[T_OPEN] += t0 - t1;
 		st.seqs++;
-		/* scratch is what the "guest" rings may point at: random bytes */
-		for (size_t i = 0; i < 16384; i += 8)
-			*(uint64_t *)(scratch + rn(SCRATCH / 8) * 8) = rnd();
-		if (rn(8) == 0) {
+		/*
+		 * scratch is what the "guest" rings may point at: random bytes,
+		 * 16 KiB a sequence, as four runs of 4 KiB at random places
+		 * (scattered single words cost more in TLB refills than all
+		 * the ioctls of a sequence under TCG).
+		 */
+		for (int run = 0; run < 4; run++) {
+			uint64_t *w = (uint64_t *)(scratch + rn((SCRATCH - 4096) / 8) * 8);
+
+			for (int i = 0; i < 512; i++)
+				w[i] = rnd();
+		}
+		t1 = now_us();
+		t_ioc[T_SCRATCH] += t1 - t0;
+		if (start == 2) {
 			efault_probe(fd, &owned);
 			len = rn(10);
-		} else if (rn(4) && !xioctl(fd, VHOST_SET_OWNER, NULL)) {
-			owned = true;
+			t0 = now_us();
+			t_ioc[T_PROBE] += t0 - t1;
+		} else {
+			if (start == 1 && !owned && !xioctl(fd, VHOST_SET_OWNER, NULL))
+				owned = true;
+			t0 = now_us();
+			t_ioc[T_OWNER] += t0 - t1;
 		}
 		for (unsigned int i = 0; i < len; i++)
 			fuzz_one_ioctl(fd, &owned);
-		close(fd);
+		t0 = now_us();
+		if (owned && !g_sticky && keep_left) {
+			keep = fd;
+		} else {
+			close(fd);
+			t_ioc[T_CLOSE] += now_us() - t0;
+		}
 	}
+	if (keep >= 0)
+		close(keep);
+}
+
+/*
+ * ioctl mode in g_jobs processes at once (the VM's CPUs are otherwise
+ * idle while a vhost worker starts or stops).  Job k draws from seed
+ * g_seed + k, so "--jobs 1 --seed N" replays the choices of the job that
+ * printed seed N; each has its own descriptors, scratch and log bitmaps
+ * (copy on write).  Counters and times are summed in shared memory.
+ */
+static int g_jobs = 1;
+
+struct job_result {
+	struct stats st;
+	uint64_t t_ioc[T_NR];
+	int failed, done;
+};
+
+static void fuzz_ioctls(uint64_t end)
+{
+	struct job_result *res;
+	pid_t pid[64];
+	int k, status, left;
+	uint64_t deadline;
+
+	if (g_jobs == 1) {
+		ioctl_job(end);
+		return;
+	}
+	res = mmap(NULL, g_jobs * sizeof(*res), PROT_READ | PROT_WRITE,
+		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (res == MAP_FAILED) {
+		FAILF("ioctl jobs: mmap: %s\n", strerror(errno));
+		return;
+	}
+	fflush(stdout);
+	for (k = 0; k < g_jobs; k++) {
+		pid[k] = fork();
+		if (pid[k] < 0) {
+			FAILF("ioctl job %d: fork: %s\n", k, strerror(errno));
+			break;
+		}
+		if (pid[k] == 0) {
+			g_seed += k;
+			rs = g_seed;
+			ioctl_job(end);
+			res[k].st = st;
+			memcpy(res[k].t_ioc, t_ioc, sizeof(t_ioc));
+			res[k].failed = failed;
+			res[k].done = 1;
+			fflush(stdout);
+			_exit(failed);
+		}
+	}
+	/* bounded: a job stuck in the kernel is reported, not waited for */
+	deadline = vblk_now_ms() + ANSWER_MS + 60000;
+	if (end > vblk_now_ms())
+		deadline += end - vblk_now_ms();
+	for (left = k; left > 0 && vblk_now_ms() < deadline; ) {
+		pid_t p = waitpid(-1, &status, WNOHANG);
+
+		if (p > 0)
+			left--;
+		else
+			usleep(100000);
+	}
+	for (int j = 0; j < k; j++) {
+		if (!res[j].done) {
+			FAILF("ioctl job %d (seed %" PRIu64 ") hung in a device call or died\n",
+			      j, g_seed + j);
+			kill(pid[j], SIGKILL);
+			continue;
+		}
+		if (res[j].failed)
+			failed = 1;
+		st.seqs += res[j].st.seqs;
+		st.ioctls += res[j].st.ioctls;
+		st.checked += res[j].st.checked;
+		st.probes += res[j].st.probes;
+		st.recycled += res[j].st.recycled;
+		st.reset_refused += res[j].st.reset_refused;
+		for (int i = 0; i < T_NR; i++)
+			t_ioc[i] += res[j].t_ioc[i];
+	}
+	while (waitpid(-1, &status, WNOHANG) > 0)
+		;
+	munmap(res, g_jobs * sizeof(*res));
 }
 
 /* ---- ring mode: helpers ---------------------------------------------------- */
@@ -1735,19 +2085,25 @@ int main(int argc, char **argv)
 		{ "dev", 1, NULL, 'd' }, { "slow-dev", 1, NULL, 'S' },
 		{ "seed", 1, NULL, 's' }, { "seconds", 1, NULL, 't' },
 		{ "mode", 1, NULL, 'm' }, { "batch", 1, NULL, 'b' },
+		{ "jobs", 1, NULL, 'j' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *mode = "both", *dev = NULL, *slow = NULL;
 	uint64_t start, mid, end, t_ioctl = 0, t_ring = 0;
 	int c, fd;
 
-	while ((c = getopt_long(argc, argv, "d:S:s:t:m:b:", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:S:s:t:m:b:j:", lo, NULL)) != -1) {
 		switch (c) {
 		case 'd': dev = optarg; break;
 		case 'S': slow = optarg; break;
 		case 's': g_seed = strtoull(optarg, NULL, 0); break;
 		case 't': g_seconds = atoi(optarg); break;
 		case 'm': mode = optarg; break;
+		case 'j':
+			g_jobs = atoi(optarg);
+			if (g_jobs < 1 || g_jobs > 64)
+				goto usage;
+			break;
 		case 'b':
 			for (g_only = 0; g_only < 5; g_only++)
 				if (!strcmp(optarg, kind_name[g_only + 1]))
@@ -1796,8 +2152,8 @@ int main(int argc, char **argv)
 		g_bounce_orig[n > 0 ? n : 0] = 0;
 		close(fd);
 	}
-	printf("# vblk_fuzz: seed %" PRIu64 ", %d s, mode %s, backend %s (discard %d)%s%s, caps %#" PRIx64 ", user space ends at %#" PRIx64 ", bounce_limit_kb %s\n",
-	       g_seed, g_seconds, mode, dev, g_fast.discard, slow ? ", slow backend " : "",
+	printf("# vblk_fuzz: seed %" PRIu64 ", %d s, mode %s, %d ioctl job%s, backend %s (discard %d)%s%s, caps %#" PRIx64 ", user space ends at %#" PRIx64 ", bounce_limit_kb %s\n",
+	       g_seed, g_seconds, mode, g_jobs, g_jobs > 1 ? "s" : "", dev, g_fast.discard, slow ? ", slow backend " : "",
 	       slow ? slow : "", g_caps, g_task_limit,
 	       g_bounce_orig[0] ? strtok(g_bounce_orig, "\n") : "n/a");
 	start = vblk_now_ms();
@@ -1831,14 +2187,28 @@ int main(int argc, char **argv)
 		}
 		vblk_close(&s.d);
 	}
-	printf("# ioctl: %lu sequences, %lu ioctls, %lu EFAULT probes, %lu answers checked\n",
-	       st.seqs, st.ioctls, st.probes, st.checked);
+	printf("# ioctl: %lu sequences (%lu on a descriptor reset to fresh, %lu resets refused), %lu ioctls, %lu EFAULT probes, %lu answers checked\n",
+	       st.seqs, st.recycled, st.reset_refused, st.ioctls, st.probes, st.checked);
 	printf("# ring: %lu sessions, %lu batches, %lu fuzzed chains (%lu answered by a used entry, %lu refused and then served once rewritten); %lu valid requests OK\n",
 	       st.sessions, st.batches, st.chains, st.ans_used, st.ans_err, st.valid);
 	printf("# ring: %lu DISCARD/WRITE_ZEROES checked (%lu rejected ones left the data alone); head reuse: %lu rounds, %lu republished heads; in-flight cap checked %lu times, most seen %lu; %lu bounced requests, %lu bounce_limit_kb changes; %lu LOG_ALL toggles, %lu exact log checks (%lu skipped as ambiguous); %lu detaches in flight\n",
 	       st.dwz, st.dwz_nothing, st.reuse_rounds, st.reuse_pub, st.cap_checks,
 	       st.max_inflight, st.bounce, st.bounce_limits, st.log_toggles, st.log_exact,
 	       st.log_ambiguous, st.detaches);
+	if (t_ioctl) {
+		printf("# ioctl time (s, %d job%s):", g_jobs, g_jobs > 1 ? "s" : "");
+		for (int i = 0; i < T_NR; i++) {
+			uint64_t t = t_ioc[i];
+
+			if (!t_name[i])
+				continue;
+			for (int j = i + 1; j < T_NR && !t_name[j]; j++)
+				t += t_ioc[j];
+			printf("%s %s %.1f", i == T_CASE ? "; ioctls:" : i ? "," : "",
+			       t_name[i], t / 1e6);
+		}
+		printf("\n");
+	}
 	if (t_ioctl)
 		printf("# rate: ioctl: %lu sequences in %.1f s = %.1f sequences/s (%.0f ioctls/s)\n",
 		       st.seqs, t_ioctl / 1000.0, st.seqs * 1000.0 / t_ioctl,
@@ -1861,6 +2231,6 @@ int main(int argc, char **argv)
 	       st.seqs, st.ioctls, st.chains);
 	return 0;
 usage:
-	fprintf(stderr, "usage: vblk_fuzz --dev BLOCKDEV [--slow-dev BLOCKDEV] [--seed N] [--seconds S] [--mode ioctl|ring|both] [--batch fuzz|dwz|reuse|bounce|log]\n");
+	fprintf(stderr, "usage: vblk_fuzz --dev BLOCKDEV [--slow-dev BLOCKDEV] [--seed N] [--seconds S] [--mode ioctl|ring|both] [--jobs N] [--batch fuzz|dwz|reuse|bounce|log]\n");
 	return 2;
 }

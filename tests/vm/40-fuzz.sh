@@ -14,6 +14,7 @@
 #   VHOST_BLK_FUZZ_RING_SECONDS   ring mode only (default: the above)
 #   VHOST_BLK_FUZZ_SEED           seed (default from the clock, printed)
 #   VHOST_BLK_FUZZ_DELAY_MS       delay of the slow backend (default 50)
+#   VHOST_BLK_FUZZ_JOBS           ioctl mode processes (default: the VM's CPUs)
 set -u
 . "$(dirname "$0")/../../scripts/lib.sh"
 REPO=$VB_REPO
@@ -21,6 +22,7 @@ TOOL=$REPO/build/tools/vblk_fuzz
 SECS=${VHOST_BLK_FUZZ_SECONDS:-20}
 SEED=${VHOST_BLK_FUZZ_SEED:-$(( $(date +%s) % 100000 ))}
 DELAY=${VHOST_BLK_FUZZ_DELAY_MS:-50}
+JOBS=${VHOST_BLK_FUZZ_JOBS:-$(nproc)}
 DEV=/dev/ram1
 SLOWNAME=vblk-fuzz-slow
 BOUNCE=/sys/module/vhost_blk/parameters/bounce_limit_kb
@@ -49,7 +51,7 @@ for mode in ioctl ring; do
 	log=/tmp/vblk_fuzz.$mode.log
 	if [ $mode = ioctl ]; then
 		secs=${VHOST_BLK_FUZZ_IOCTL_SECONDS:-$SECS}
-		args=()
+		args=(--jobs "$JOBS")
 	else
 		secs=${VHOST_BLK_FUZZ_RING_SECONDS:-$SECS}
 		args=("${slow[@]}")
@@ -57,7 +59,7 @@ for mode in ioctl ring; do
 	timeout $((secs + 300)) "$TOOL" --dev $DEV "${args[@]}" --seed "$SEED" --seconds "$secs" \
 		--mode $mode >$log 2>&1
 	rc=$?
-	grep '^# \(ioctl\|ring\|rate\|vblk_fuzz\)' $log
+	grep '^# \(ioctl\|ring\|rate\|vblk_fuzz\|note\)' $log
 	if [ $rc -eq 0 ] && grep -q '^FUZZ OK' $log; then
 		ok "fuzz: $mode, seed $SEED, ${secs}s: $(sed -n "s/^# rate: $mode: //p" $log); fresh device serves valid I/O afterwards"
 	else
