@@ -5,6 +5,7 @@
  *
  *	vblk_fuzz --dev BLOCKDEV [--slow-dev BLOCKDEV] [--seed N]
  *		  [--seconds S] [--mode ioctl|ring|both] [--jobs N]
+ *		  [--sequences N]
  *		  [--batch fuzz|dwz|reuse|bounce|log]
  *
  * ioctl mode: "sequences", each on a fresh descriptor: random sequences
@@ -698,12 +699,14 @@ static void efault_probe(int fd, bool *owned)
  */
 #define RECYCLE_MAX 8
 
+static unsigned long g_job_seqs;	/* --sequences: this job's share, 0 = no limit */
+
 static void ioctl_job(uint64_t end)
 {
 	int keep = -1;			/* owned descriptor to recycle */
 	unsigned int keep_left = 0;	/* how many more sequences it may serve */
 
-	while (!failed && vblk_now_ms() < end) {
+	while (!failed && vblk_now_ms() < end && (!g_job_seqs || st.seqs < g_job_seqs)) {
 		uint64_t t0 = now_us(), t1;
 		unsigned int len = 1 + rn(60), start = rn(8) ? (rn(4) ? 1 : 0) : 2;
 		const char *what = "";
@@ -796,6 +799,7 @@ static void ioctl_job(uint64_t end)
  * (copy on write).  Counters and times are summed in shared memory.
  */
 static int g_jobs = 1;
+static unsigned long g_max_seqs;	/* --sequences N: stop ioctl mode after N */
 
 struct job_result {
 	struct stats st;
@@ -811,6 +815,7 @@ static void fuzz_ioctls(uint64_t end)
 	uint64_t deadline;
 
 	if (g_jobs == 1) {
+		g_job_seqs = g_max_seqs;
 		ioctl_job(end);
 		return;
 	}
@@ -830,7 +835,9 @@ static void fuzz_ioctls(uint64_t end)
 		if (pid[k] == 0) {
 			g_seed += k;
 			rs = g_seed;
-			ioctl_job(end);
+			g_job_seqs = g_max_seqs / g_jobs + ((unsigned long)k < g_max_seqs % g_jobs);
+			if (!g_max_seqs || g_job_seqs)
+				ioctl_job(end);
 			res[k].st = st;
 			memcpy(res[k].t_ioc, t_ioc, sizeof(t_ioc));
 			res[k].failed = failed;
@@ -2085,20 +2092,23 @@ int main(int argc, char **argv)
 		{ "dev", 1, NULL, 'd' }, { "slow-dev", 1, NULL, 'S' },
 		{ "seed", 1, NULL, 's' }, { "seconds", 1, NULL, 't' },
 		{ "mode", 1, NULL, 'm' }, { "batch", 1, NULL, 'b' },
-		{ "jobs", 1, NULL, 'j' },
+		{ "jobs", 1, NULL, 'j' }, { "sequences", 1, NULL, 'n' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *mode = "both", *dev = NULL, *slow = NULL;
 	uint64_t start, mid, end, t_ioctl = 0, t_ring = 0;
 	int c, fd;
 
-	while ((c = getopt_long(argc, argv, "d:S:s:t:m:b:j:", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:S:s:t:m:b:j:n:", lo, NULL)) != -1) {
 		switch (c) {
 		case 'd': dev = optarg; break;
 		case 'S': slow = optarg; break;
 		case 's': g_seed = strtoull(optarg, NULL, 0); break;
 		case 't': g_seconds = atoi(optarg); break;
 		case 'm': mode = optarg; break;
+		case 'n':
+			g_max_seqs = strtoul(optarg, NULL, 0);
+			break;
 		case 'j':
 			g_jobs = atoi(optarg);
 			if (g_jobs < 1 || g_jobs > 64)
@@ -2231,6 +2241,6 @@ int main(int argc, char **argv)
 	       st.seqs, st.ioctls, st.chains);
 	return 0;
 usage:
-	fprintf(stderr, "usage: vblk_fuzz --dev BLOCKDEV [--slow-dev BLOCKDEV] [--seed N] [--seconds S] [--mode ioctl|ring|both] [--jobs N] [--batch fuzz|dwz|reuse|bounce|log]\n");
+	fprintf(stderr, "usage: vblk_fuzz --dev BLOCKDEV [--slow-dev BLOCKDEV] [--seed N] [--seconds S] [--mode ioctl|ring|both] [--jobs N] [--sequences N] [--batch fuzz|dwz|reuse|bounce|log]\n");
 	return 2;
 }

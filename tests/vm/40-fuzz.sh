@@ -15,6 +15,8 @@
 #   VHOST_BLK_FUZZ_SEED           seed (default from the clock, printed)
 #   VHOST_BLK_FUZZ_DELAY_MS       delay of the slow backend (default 50)
 #   VHOST_BLK_FUZZ_JOBS           ioctl mode processes (default: the VM's CPUs)
+#   VHOST_BLK_FUZZ_IOCTL_SEQUENCES  stop ioctl mode after this many sequences
+#                                 (default: no limit; the time still bounds it)
 set -u
 . "$(dirname "$0")/../../scripts/lib.sh"
 REPO=$VB_REPO
@@ -51,7 +53,7 @@ for mode in ioctl ring; do
 	log=/tmp/vblk_fuzz.$mode.log
 	if [ $mode = ioctl ]; then
 		secs=${VHOST_BLK_FUZZ_IOCTL_SECONDS:-$SECS}
-		args=(--jobs "$JOBS")
+		args=(--jobs "$JOBS" --sequences "${VHOST_BLK_FUZZ_IOCTL_SEQUENCES:-0}")
 	else
 		secs=${VHOST_BLK_FUZZ_RING_SECONDS:-$SECS}
 		args=("${slow[@]}")
