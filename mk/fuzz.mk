@@ -4,13 +4,15 @@
 #
 #   make fuzz [VHOST_BLK_FUZZ_SECONDS=300] [VHOST_BLK_FUZZ_SEED=N]
 #             [VHOST_BLK_FUZZ_IOCTL_SECONDS=S] [VHOST_BLK_FUZZ_RING_SECONDS=S]
+#             [VHOST_BLK_FUZZ_JOBS=N] [VHOST_BLK_FUZZ_IOCTL_SEQUENCES=N]
 #             [VHOST_BLK_LINES="6.1 6.12"]
 #
 # For each kernel line, one line at a time: build the module and the tools,
 # boot the line's VM (scripts/vm-run.sh; 6.12, or the lines in
 # VHOST_BLK_KFENCE_LINES, with kfence.sample_interval=1, as make check
 # does) and run tests/vm/40-fuzz.sh, ioctl mode then ring mode, each for
-# VHOST_BLK_FUZZ_SECONDS (or the per-mode variables).  Prints each line's
+# VHOST_BLK_FUZZ_SECONDS (or the per-mode variables; ioctl mode in
+# VHOST_BLK_FUZZ_JOBS processes, default the VM's CPUs).  Prints each line's
 # rates (ioctl sequences/s, fuzzed chains/s) and totals and ends with
 # "N passed, N failed"; full logs in build/logs/fuzz-<line>.log and the
 # kernel console in build/logs/fuzz-<line>.console.log.  Packages are
