@@ -31,10 +31,13 @@ VB_LINES=${VHOST_BLK_LINES:-6.1 6.12}
 # Where prepare.d/, host/ and vm/ are (another tree only to test the runner).
 VB_TESTS=${VHOST_BLK_TESTS_DIR:-$VB_REPO/tests}
 VB_PROG=${VB_PROG:-$(basename "$0" .sh)}
-# QEMU and the L2 guest kernel/initramfs (written on the host by
-# tests/prepare.d/50-qemu-guest.sh and scripts/demo.sh, read in the VM by
-# scripts/guest/l2.sh and the suites that start L2 guests).
-VB_L2_ENV=$VB_CACHE/l2.env
+# QEMU and the L2 guest kernel/initramfs this checkout built (written on
+# the host by tests/prepare.d/50-qemu-guest.sh, read in the VM by
+# scripts/guest/l2.sh and the suites that start L2 guests): per checkout,
+# so that checkouts with different guest configurations sharing one cache
+# do not switch each other's guest.  $VB_CACHE/l2.env is the last one any
+# checkout built (scripts/demo.sh and make bench write only that one).
+VB_L2_ENV=$VB_REPO/build/l2.env
 
 vb_log()
 {

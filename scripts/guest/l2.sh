@@ -27,18 +27,20 @@
 # on timeout, 2 on bad usage.  Timings go to stderr:
 #   l2: accel=kvm booted in X s, done in Y s (exit N)
 #
-# Paths come from $VB_CACHE/l2.env (written by tests/prepare.d/50-qemu-guest.sh
-# and scripts/demo.sh) unless QEMU, GUEST_KERNEL, GUEST_INITRD are set.
+# Paths come from this checkout's build/l2.env (VB_L2_ENV, written by
+# tests/prepare.d/50-qemu-guest.sh), else from $VB_CACHE/l2.env (written by
+# scripts/demo.sh too), unless QEMU, GUEST_KERNEL, GUEST_INITRD are set.
 set -euo pipefail
 
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
-CACHE=${VB_CACHE:-${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}}
+. "$(dirname "$0")/../lib.sh"
 if [ -z "${QEMU:-}" ] || [ -z "${GUEST_KERNEL:-}" ] || [ -z "${GUEST_INITRD:-}" ]; then
-	[ -r "$CACHE/l2.env" ] || {
-		echo "l2: $CACHE/l2.env missing: run tests/prepare.d/50-qemu-guest.sh" >&2
+	env=$VB_L2_ENV
+	[ -r "$env" ] || env=$VB_CACHE/l2.env
+	[ -r "$env" ] || {
+		echo "l2: $VB_L2_ENV missing: run tests/prepare.d/50-qemu-guest.sh" >&2
 		exit 2
 	}
-	. "$CACHE/l2.env"
+	. "$env"
 fi
 
 steps= log= timeout=300 tcg_timeout= smp=1 mem=256 reboot_ok=0

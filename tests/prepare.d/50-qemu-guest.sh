@@ -3,12 +3,14 @@
 #
 # Build (or find in the cache) what tests/vm/50-e2e.sh needs: QEMU with the
 # vhost-blk-pci series and the tiny L2 guest; record their paths in
-# $CACHE/l2.env for scripts/guest/l2.sh.  Prints TAP.
+# build/l2.env (VB_L2_ENV) for scripts/guest/l2.sh, and in $CACHE/l2.env
+# for the tools that read that one.  Prints TAP.
 set -uo pipefail
 
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
-CACHE=${VB_CACHE:-${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}}
-mkdir -p "$CACHE"
+. "$(dirname "$0")/../../scripts/lib.sh"
+REPO=$VB_REPO
+CACHE=$VB_CACHE
+mkdir -p "$CACHE" "$(dirname "$VB_L2_ENV")"
 log=$CACHE/prepare-qemu-guest.log
 
 echo "1..2"
@@ -27,9 +29,11 @@ else
 	genv=
 fi
 if [ -n "$qbuild" ] && [ -n "$genv" ]; then
-	{ echo "QEMU=$qbuild/qemu-system-x86_64"; echo "$genv"; } >"$CACHE/l2.env.tmp"
-	mv "$CACHE/l2.env.tmp" "$CACHE/l2.env"
+	{ echo "QEMU=$qbuild/qemu-system-x86_64"; echo "$genv"; } >"$VB_L2_ENV.tmp"
+	cp "$VB_L2_ENV.tmp" "$CACHE/l2.env.tmp.$$"
+	mv "$CACHE/l2.env.tmp.$$" "$CACHE/l2.env"
+	mv "$VB_L2_ENV.tmp" "$VB_L2_ENV"
 	exit 0
 fi
-rm -f "$CACHE/l2.env"
+rm -f "$VB_L2_ENV"
 exit 1

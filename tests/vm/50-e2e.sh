@@ -79,9 +79,11 @@ bail() {
 	done
 	exit 1
 }
-[ -r "$CACHE/l2.env" ] ||
-	bail "QEMU/guest not built ($CACHE/l2.env missing: tests/prepare.d/50-qemu-guest.sh)"
-. "$CACHE/l2.env"
+L2_ENV=$REPO/build/l2.env	# VB_L2_ENV of scripts/lib.sh
+[ -r "$L2_ENV" ] || L2_ENV=$CACHE/l2.env
+[ -r "$L2_ENV" ] ||
+	bail "QEMU/guest not built ($L2_ENV missing: tests/prepare.d/50-qemu-guest.sh)"
+. "$L2_ENV"
 QEMU=${VHOST_BLK_QEMU_L2:-$QEMU}	# a QEMU build of one's own
 export QEMU GUEST_KERNEL GUEST_INITRD
 [ -c /dev/vhost-blk ] || bail "/dev/vhost-blk missing (vhost_blk not loaded)"
