@@ -38,7 +38,7 @@ REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
 CACHE=${VB_CACHE:-${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}}
 L2=$REPO/scripts/guest/l2.sh
 OUT=${E2E_OUT:-${VHOST_BLK_OUT:-/tmp}/e2e}
-PLAN=30
+PLAN=32
 mkdir -p "$OUT"
 
 n=0
@@ -266,14 +266,58 @@ PY
 ) >"$OUT/qmp.out" 2>&1 &
 qmp_pid=$!
 
+# ---- the notification path --------------------------------------------
+# Under KVM a guest kick is an MMIO write that KVM's ioeventfd turns into an
+# eventfd signal for the vhost worker (kvm.ko: ioeventfd_write), and a
+# completion is the worker signalling the call eventfd, which KVM's irqfd
+# injects as an MSI (irqfd_wakeup); QEMU is not involved.  kprobes count
+# both, and kvm_send_userspace_msi counts MSIs QEMU injects itself
+# (KVM_SIGNAL_MSI).  QEMU's trace log counts kicks that reached QEMU
+# (virtio_pci_notify_write[_pio]: its virtio-pci notify handler;
+# virtio_queue_notify: its virtqueue code) and interrupts it sent for the
+# device itself (virtio_pci_notify: under TCG that is how QEMU relays the
+# vhost call eventfd; virtio_notify: its own virtqueue code);
+# virtio_set_status lines show that the trace log works at all.
+TR=/sys/kernel/tracing
+KPROBES="ioeventfd_write irqfd_wakeup kvm_send_userspace_msi"
+kprobes_del() {
+	[ -d $TR/events/vb_e2e ] || return 0
+	echo 0 >$TR/events/vb_e2e/enable
+	for f in $KPROBES; do
+		echo "-:vb_e2e/$f" >>$TR/kprobe_events
+	done
+}
+kprobes_add() {
+	kprobes_del 2>/dev/null
+	for f in $KPROBES; do
+		echo "p:vb_e2e/$f kvm:$f" >>$TR/kprobe_events || return 1
+	done
+	echo 1 >$TR/events/vb_e2e/enable
+}
+# hits NAME: how often the kprobe NAME fired
+hits() { awk -v n="$1" '$1 == n { print $2 }' $TR/kprobe_profile; }
+kp_err=
+[ -d $TR/events ] || mount -t tracefs nodev $TR 2>/dev/null
+kprobes_add 2>"$OUT/kprobes.err" || kp_err="kprobes on kvm.ko: $(cat "$OUT/kprobes.err")"
+TRACE=$OUT/qemu-trace.log
+rm -f "$TRACE"
+
 "$L2" --steps "$OUT/steps.sh" --log "$OUT/serial.log" --timeout 1150 --smp 2 \
 	--reboot-ok -- -qmp "unix:$QMP,server=on,wait=off" \
+	-trace virtio_pci_notify_write -trace virtio_pci_notify_write_pio \
+	-trace virtio_queue_notify \
+	-trace virtio_pci_notify -trace virtio_notify -trace virtio_set_status \
+	-D "$TRACE" \
 	-device vhost-blk-pci,backend=/dev/ram0,serial=e2e-serial-1,num-queues=1 \
 	-device "vhost-blk-pci,backend=${nullb_dev:-/dev/null},num-queues=1" \
 	-device vhost-blk-pci,backend=/dev/ram2,readonly=on,num-queues=1 \
 	-device vhost-blk-pci,backend=/dev/ram1,num-queues=4 \
 	-device vhost-blk-pci,backend=/dev/ram3,num-queues=1 2>"$OUT/l2.err"
 rc=$?
+for f in $KPROBES; do
+	eval "kp_$f=\$(hits $f)"
+done
+kprobes_del
 diag <"$OUT/l2.err"
 kill "$qmp_pid" 2>/dev/null
 wait "$qmp_pid" 2>/dev/null
@@ -349,6 +393,47 @@ if [ $rc -eq 0 ]; then
 else
 	tap notok "L2 run completed (exit $rc)"
 	grep -a '^qemu:' "$OUT/serial.log" | diag
+fi
+
+accel=$(sed -n 's/^l2: accel=\([a-z]*\).*/\1/p' "$OUT/l2.err" | head -n1)
+# tcount EVENT: lines of QEMU's trace log for EVENT
+tcount() { grep -c "^\([0-9]*@[0-9.]*:\)\{0,1\}$1 " "$TRACE" 2>/dev/null; }
+kicks="${kp_ioeventfd_write:-?} kicks through KVM ioeventfd"
+irqs="${kp_irqfd_wakeup:-?} completions through KVM irqfd"
+msis="${kp_kvm_send_userspace_msi:-?} MSIs injected by QEMU"
+if [ "$accel" != kvm ]; then
+	why="L2 ran under ${accel:-?}, not KVM (VHOST_BLK_L2_ACCEL=kvm|auto; scripts/guest/l2.sh)"
+	tap ok "kicks and completions bypass QEMU (KVM ioeventfd/irqfd) # SKIP $why"
+	tap ok "QEMU's virtqueue handlers never ran # SKIP $why"
+elif [ -n "$kp_err" ]; then
+	tap notok "kicks and completions bypass QEMU (KVM ioeventfd/irqfd): $kp_err"
+	tap notok "QEMU's virtqueue handlers never ran: $kp_err"
+else
+	if [ "${kp_ioeventfd_write:-0}" -ge 500 ] && [ "${kp_irqfd_wakeup:-0}" -ge 500 ] &&
+		[ "${kp_kvm_send_userspace_msi:-1}" = 0 ]; then
+		tap ok "kicks and completions bypass QEMU: $kicks, $irqs, $msis"
+	else
+		tap notok "kicks and completions bypass QEMU: $kicks, $irqs (want >= 500 each), $msis (want 0)"
+	fi
+	kq=$(tcount virtio_pci_notify_write) kp=$(tcount virtio_pci_notify_write_pio)
+	# QEMU kicks every queue once itself when the driver sets DRIVER_OK (4)
+	# (virtio starts its ioeventfds with a kick "for requests already
+	# in the vring"): not counted; any other virtio_queue_notify is.
+	kn=$(awk '{ sub(/^[0-9]*@[0-9.]*:/, "") }
+		$1 == "virtio_set_status" { started[$3] = int($5 / 4) % 2; gen[$3]++; next }
+		$1 == "virtio_queue_notify" {
+			if (started[$3] && !seen[$3, gen[$3], $5]++) next
+			n++
+		}
+		END { print n + 0 }' "$TRACE" 2>/dev/null)
+	qi=$(tcount virtio_pci_notify) qv=$(tcount virtio_notify) vs=$(tcount virtio_set_status)
+	what="kicks $kq+$kp+$kn, interrupts $qi+$qv handled by QEMU, $vs status changes traced"
+	if [ "$vs" -gt 0 ] && [ $((kq + kp + kn + qi + qv)) = 0 ]; then
+		tap ok "QEMU's virtqueue handlers never ran ($what)"
+	else
+		tap notok "QEMU's virtqueue handlers never ran ($what; want 0, and > 0 status changes)"
+		grep -m5 'virtio_pci_notify\|virtio_notify\|virtio_queue_notify' "$TRACE" 2>/dev/null | diag
+	fi
 fi
 
 # ---------------------------------------------------------- error paths --
