@@ -323,6 +323,13 @@ static void ctx_reopen_detached(struct __test_metadata *_metadata, struct ctx *c
 	ctx_reopen(_metadata, c, &o);
 }
 
+static bool backend_is_file(const struct ctx *c)
+{
+	struct stat st;
+
+	return !fstat(c->bfd, &st) && S_ISREG(st.st_mode);
+}
+
 /* ---- fixtures ------------------------------------------------------------- */
 
 /*
@@ -1056,7 +1063,8 @@ static void owner_dies(struct __test_metadata *_metadata, bool sigkill)
  * GET_ID) in random layouts (direct/indirect, misaligned, split headers,
  * merged status), interrupts toggled at random.  Each in-flight request
  * owns a slot of sectors, a model of the slot's content checks every read.
- * Seed: $VBLK_SEED (printed); length: $VBLK_MIX_REQS requests (default 1500).
+ * Seed: $VBLK_SEED (printed); length: $VBLK_MIX_REQS requests (default 1500
+ * on a block device, 500 on a file: the suite runs it on four files).
  */
 #define MIX_SLOTS	8
 #define MIX_SLOT_SECS	64
@@ -1253,7 +1261,7 @@ static void *ro_toggle(void *arg)
 }
 
 static void mix_run(struct __test_metadata *_metadata, struct ctx *c,
-		    unsigned long def_reqs, bool toggle_ro)
+		    bool toggle_ro)
 {
 	struct vblk_opts o = VBLK_OPTS_DEFAULT;
 	struct ro_toggler tog = { .fd = -1 };
@@ -1266,7 +1274,7 @@ static void mix_run(struct __test_metadata *_metadata, struct ctx *c,
 	e = getenv("VBLK_SEED");
 	seed = e ? strtoull(e, NULL, 0) : (vblk_now_ms() ^ getpid());
 	e = getenv("VBLK_MIX_REQS");
-	want = e ? strtoul(e, NULL, 0) : def_reqs;
+	want = e ? strtoul(e, NULL, 0) : backend_is_file(c) ? 500 : 1500;
 	mix_rng = seed | 1;
 	mix_ro_toggling = toggle_ro;
 	mix_ro_rejected = mix_writes_ok = 0;
