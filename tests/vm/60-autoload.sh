@@ -21,34 +21,14 @@ KO=${VHOST_BLK_BUILD:-}/vhost_blk.ko
 ABI=${VHOST_BLK_ABI:-$(uname -r)}
 # shellcheck source=scripts/pkg/vmroot.sh
 . "$REPO/scripts/pkg/vmroot.sh"
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
-# t NAME CMD...: one case from CMD's status, its output as comments
-t() {
-	local name=$1 out rc t0=$SECONDS
-	shift
-	out=$("$@" 2>&1)
-	rc=$?
-	echo "# $((SECONDS - t0)) s"
-	[ -n "$out" ] && sed 's/^/# /' <<<"$out" | tail -15
-	if [ $rc -eq 0 ]; then ok "$name"; else notok "$name (rc $rc)"; fi
-	return $rc
-}
-loaded() { grep -q '^vhost_blk ' /proc/modules; }
-UDEVD_STARTED=0
+# shellcheck source=scripts/pkg/suite.sh
+. "$REPO/scripts/pkg/suite.sh"
 cleanup() {
-	[ "$UDEVD_STARTED" = 1 ] && vr_run /run/vbudev/udevadm control --exit >/dev/null 2>&1
+	udevd_stop
 	vr_teardown
 	loaded || insmod "$KO" || echo "# could not load $KO again"
 }
-finish() {
-	cleanup
-	echo "1..$n"
-	[ "$fails" -eq 0 ]
-	exit $?
-}
+finish() { pkg_finish cleanup; }
 trap cleanup EXIT
 
 aliases=$(modinfo -F alias "$KO" 2>&1)
@@ -59,7 +39,6 @@ t "modinfo: aliases char-major-10-254 and devname:vhost-blk" \
 t "rmmod vhost_blk" rmmod vhost_blk || finish
 t "no /dev/vhost-blk without the module" test ! -e /dev/vhost-blk
 
-UDEV=$("$REPO/scripts/pkg/udev.sh" --cached 2>&1) || { notok "udev unpacked: $UDEV"; finish; }
 if vr_setup /tmp/vb-autoload; then ok "overlay root"; else notok "overlay root"; finish; fi
 root=$VR_ROOT
 install_module() {
@@ -86,15 +65,7 @@ t "static node from modules.devname (kmod static-nodes, systemd-tmpfiles)" stati
 t "/dev/vhost-blk is char 10:254, module not loaded" \
 	eval 'test -c /dev/vhost-blk && test "$(stat -c %t:%T /dev/vhost-blk)" = a:fe && ! loaded'
 
-mkdir -p "$root/run/vbudev"
-ln -s "$UDEV/bin/udevadm" "$root/run/vbudev/systemd-udevd"
-ln -s "$UDEV/bin/udevadm" "$root/run/vbudev/udevadm"
-if vr_run /run/vbudev/systemd-udevd --daemon >/dev/null 2>&1; then
-	UDEVD_STARTED=1
-	ok "udevd started"
-else
-	notok "udevd started"
-fi
+t "udevd started" udevd_start
 perms() { vr_run stat -c '%G %a' /dev/vhost-blk; }
 # udevd applies static_node= permissions when it has read the rules.
 for _ in $(seq 50); do

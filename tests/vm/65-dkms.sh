@@ -38,26 +38,10 @@ if [ "${VHOST_BLK_LINE:-}" != 6.1 ]; then
 fi
 # shellcheck source=scripts/pkg/vmroot.sh
 . "$REPO/scripts/pkg/vmroot.sh"
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
-# t NAME CMD...: one case from CMD's status, its output as comments
-t() {
-	local name=$1 out rc t0=$SECONDS
-	shift
-	out=$("$@" 2>&1)
-	rc=$?
-	[ -n "$out" ] && sed 's/^/# /' <<<"$out" | tail -20
-	echo "# $((SECONDS - t0)) s"
-	if [ $rc -eq 0 ]; then ok "$name"; else notok "$name (rc $rc)"; fi
-	return $rc
-}
-loaded() { grep -q '^vhost_blk ' /proc/modules; }
-UDEVD=0
+# shellcheck source=scripts/pkg/suite.sh
+. "$REPO/scripts/pkg/suite.sh"
 cleanup() {
-	[ "$UDEVD" = 1 ] && vr_run /run/vbudev/udevadm control --exit >/dev/null 2>&1
-	UDEVD=0
+	udevd_stop
 	if [ -n "$VR_DIR" ] && pgrep -f qemu-system >/dev/null; then
 		pkill -f qemu-system
 		sleep 1
@@ -67,12 +51,7 @@ cleanup() {
 	dmsetup remove vm2-disk 2>/dev/null
 	loaded || insmod "$KO" || echo "# could not load $KO again"
 }
-finish() {
-	cleanup
-	echo "1..$n"
-	[ "$fails" -eq 0 ]
-	exit $?
-}
+finish() { pkg_finish cleanup; }
 trap cleanup EXIT
 
 DEBDIR=$REPO/build/deb
@@ -252,17 +231,9 @@ run_group() {
 	done
 }
 
-# udevd, as on any Debian system: it applies the rule the package installs
-# to the node that loading the module creates.
-udevd() {
-	local udev
-	udev=$("$REPO/scripts/pkg/udev.sh" --cached) || return 1
-	mkdir -p "$root/run/vbudev"
-	ln -s "$udev/bin/udevadm" "$root/run/vbudev/systemd-udevd"
-	ln -s "$udev/bin/udevadm" "$root/run/vbudev/udevadm"
-	vr_run /run/vbudev/systemd-udevd --daemon
-}
-t "udevd started" udevd && UDEVD=1
+# udevd applies the rule the package installs to the node that loading the
+# module creates.
+t "udevd started" udevd_start
 
 t "rmmod vhost_blk" rmmod vhost_blk || finish
 run_group install
