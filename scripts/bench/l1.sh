@@ -24,7 +24,8 @@
 #
 # Knobs (environment, set by scripts/bench/bench.sh):
 #   VHOST_BLK_BENCH_BACKENDS   default "native vhost-blk iothread aio-native vhost-user"
-#   VHOST_BLK_BENCH_DEVICES    default "brd nullb"
+#   VHOST_BLK_BENCH_DEVICES    default "brd nullb file" (file: a raw image on
+#                              ext4 on a RAM disk, the cost of a file backend)
 #   VHOST_BLK_BENCH_WORKLOADS  NAME:RW:BS:QD ..., default the five of issue 10
 #   VHOST_BLK_BENCH_QUEUES     default "1 4" (L2 vCPUs = queues = fio jobs)
 #   VHOST_BLK_BENCH_SECONDS    short run length S, default 3
@@ -37,7 +38,7 @@ set -uo pipefail
 REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
 OUT=${VHOST_BLK_OUT:?run me through scripts/vm-run.sh}
 BACKENDS=${VHOST_BLK_BENCH_BACKENDS:-native vhost-blk iothread aio-native vhost-user}
-DEVICES=${VHOST_BLK_BENCH_DEVICES:-brd nullb}
+DEVICES=${VHOST_BLK_BENCH_DEVICES:-brd nullb file}
 WORKLOADS=${VHOST_BLK_BENCH_WORKLOADS:-randread-qd1:randread:4k:1 randread-qd32:randread:4k:32 randwrite-qd1:randwrite:4k:1 randwrite-qd32:randwrite:4k:32 seqread-128k:read:128k:8}
 QUEUES=${VHOST_BLK_BENCH_QUEUES:-1 4}
 SECS=${VHOST_BLK_BENCH_SECONDS:-3}
@@ -79,11 +80,27 @@ mark "start"
 
 # Device setup.  brd: /dev/ram0 (vm-run.sh loads brd, 128 MiB).
 # null_blk: configfs device nullb0, 1 GiB, irqmode=1 (softirq completion).
+# file: a raw image file of 96 MiB, written in full, on ext4 on /dev/ram1
+# (every back end opens it O_DIRECT).
+FILE_IMG=/tmp/vbbench-fs/disk.raw
 dev_path() {
 	case $1 in
 	brd) echo /dev/ram0 ;;
 	nullb) echo /dev/nullb0 ;;
+	file) echo "$FILE_IMG" ;;
 	esac
+}
+# QEMU's block driver for the device: a file is not a host_device.
+dev_driver() {
+	[ "$1" = file ] && echo file || echo host_device
+}
+setup_file() {
+	[ -f "$FILE_IMG" ] && return 0
+	modprobe -d "$VHOST_BLK_MODROOT" ext4 2>/dev/null
+	mkdir -p "${FILE_IMG%/*}" &&
+		mkfs.ext4 -q -F /dev/ram1 &&
+		mount /dev/ram1 "${FILE_IMG%/*}" &&
+		dd if=/dev/zero of="$FILE_IMG" bs=1M count=96 oflag=direct status=none
 }
 setup_nullb() {
 	local d=/sys/kernel/config/nullb/nullb0
@@ -137,18 +154,19 @@ run_native() {
 	done
 }
 
-# QEMU arguments of an L2 back end on device PATH with Q queues.
+# QEMU arguments of an L2 back end on device DEV (at PATH) with Q queues.
 backend_args() {
-	local be=$1 path=$2 q=$3
+	local be=$1 path=$2 q=$3 drv
+	drv=$(dev_driver "$4")
 	case $be in
 	vhost-blk)
 		echo "-device vhost-blk-pci,backend=$path,num-queues=$q" ;;
 	iothread)
 		echo "-object iothread,id=io0" \
-			"-blockdev node-name=d0,driver=host_device,filename=$path,cache.direct=on,aio=io_uring" \
+			"-blockdev node-name=d0,driver=$drv,filename=$path,cache.direct=on,aio=io_uring" \
 			"-device virtio-blk-pci,drive=d0,iothread=io0,num-queues=$q" ;;
 	aio-native)
-		echo "-blockdev node-name=d0,driver=host_device,filename=$path,cache.direct=on,aio=native" \
+		echo "-blockdev node-name=d0,driver=$drv,filename=$path,cache.direct=on,aio=native" \
 			"-device virtio-blk-pci,drive=d0,num-queues=$q" ;;
 	vhost-user)
 		echo "-object memory-backend-memfd,id=mem0,size=${L2MEM}M,share=on" \
@@ -202,7 +220,7 @@ run_l2() {
 	if [ "$be" = vhost-user ]; then
 		rm -f /tmp/vub.sock
 		"$TOOLS/qemu-storage-daemon" \
-			--blockdev "driver=host_device,node-name=d0,filename=$path,cache.direct=on,aio=io_uring" \
+			--blockdev "driver=$(dev_driver "$dev"),node-name=d0,filename=$path,cache.direct=on,aio=io_uring" \
 			--export "type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path=/tmp/vub.sock,writable=on,num-queues=$q" \
 			>"$OUT/qsd-$dev-q$q.log" 2>&1 &
 		qsd=$!
@@ -212,7 +230,7 @@ run_l2() {
 	# shellcheck disable=SC2046 # word lists
 	"$REPO/scripts/guest/l2.sh" --steps "$steps" --log "$log" \
 		--timeout "${VHOST_BLK_BENCH_L2_TIMEOUT:-1800}" --smp "$q" --mem "$L2MEM" -- \
-		$(backend_args "$be" "$path" "$q") 2>"$log.err" &
+		$(backend_args "$be" "$path" "$q" "$dev") 2>"$log.err" &
 	local l2pid=$! rc
 	# The user-space maps of the VMM (and daemon), for the profile.
 	for _ in $(seq 100); do
@@ -240,6 +258,7 @@ for dev in $DEVICES; do
 	case $dev in
 	nullb) setup_nullb || { say "cannot create null_blk nullb0"; fail=1; continue; } ;;
 	brd) [ -b /dev/ram0 ] || { say "no /dev/ram0"; fail=1; continue; } ;;
+	file) setup_file || { say "cannot make $FILE_IMG on /dev/ram1"; fail=1; continue; } ;;
 	*) say "unknown device $dev"; fail=1; continue ;;
 	esac
 	for q in $QUEUES; do
