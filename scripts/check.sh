@@ -19,7 +19,7 @@
 # warning) counts as one failed case named after it.  Logs: build/logs/.
 #
 # Knobs: VHOST_BLK_LINES, VHOST_BLK_VM_TIMEOUT (seconds per VM, default
-# 3000), VHOST_BLK_SUITE_TIMEOUT (per suite, default 1200), VHOST_BLK_SUITES
+# 4000), VHOST_BLK_SUITE_TIMEOUT (per suite, default 1800), VHOST_BLK_SUITES
 # (pattern of suite file names), VHOST_BLK_KFENCE_LINES (default "6.12"),
 # VHOST_BLK_NO_DEPS=1 (skip stage 1), VHOST_BLK_LOGDIR (default build/logs),
 # VHOST_BLK_TESTS_DIR (default tests/; for testing the runner itself).
@@ -156,7 +156,7 @@ stage_line()
 	echo "# kernel line $line: VM running tests/vm/*.sh"
 	rc=0
 	(cd "$VB_REPO" && scripts/vm-run.sh "$line" \
-		--timeout "${VHOST_BLK_VM_TIMEOUT:-3000}" \
+		--timeout "${VHOST_BLK_VM_TIMEOUT:-4000}" \
 		--log "$LOGDIR/vm-$line.console.log" --out "$LOGDIR/vm-$line.out" \
 		--result "$res" -- scripts/vm-suites.sh) | tee "$log" || rc=$?
 	count "$line" "$log"

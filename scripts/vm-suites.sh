@@ -6,7 +6,7 @@
 #
 # Each suite prints TAP on stdout.  A suite that exits non-zero without a
 # "not ok" line, reports fewer cases than its plan, or runs longer than
-# VHOST_BLK_SUITE_TIMEOUT seconds (default 1200) gets one extra "not ok".
+# VHOST_BLK_SUITE_TIMEOUT seconds (default 1800) gets one extra "not ok".
 # VHOST_BLK_SUITES, a shell pattern (default "*"), selects suites by file
 # name, e.g. VHOST_BLK_SUITES='10-*'.  Each suite's output is also kept in
 # $VHOST_BLK_OUT/<suite>.log when VHOST_BLK_OUT is set, and one line per
@@ -20,7 +20,7 @@ VB_PROG=vm-suites
 
 main()
 {
-	local timeout=${VHOST_BLK_SUITE_TIMEOUT:-1200} pattern=${VHOST_BLK_SUITES:-*}
+	local timeout=${VHOST_BLK_SUITE_TIMEOUT:-1800} pattern=${VHOST_BLK_SUITES:-*}
 	local suite name t0 rc=0 n=0 log res=/dev/null src dt
 
 	[[ "${VHOST_BLK_IN_VM:-0}" = 1 ]] ||
