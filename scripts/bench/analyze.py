@@ -377,15 +377,15 @@ def write_plots(results, out):
         for metric, ylabel, fname in (("insn_per_io", "L1 instructions per I/O", "insn"),
                                       ("iops", "IOPS (fio, guest clock)", "iops")):
             base = "%s-%s-q%d" % (fname, dev, q)
-            if all(r.get(metric) is None for r in rs):
-                continue    # e.g. every cell perturbed: nothing to plot
+            if all((r.get(metric) or 0) <= 0 for r in rs):
+                continue    # every cell perturbed or negative: nothing to plot
             with open(os.path.join(out, base + ".dat"), "w") as f:
                 f.write("workload " + " ".join(bes) + "\n")
                 for w in wls:
                     vals = []
                     for b in bes:
                         v = idx.get((w, b), {}).get(metric)
-                        vals.append("%g" % v if v is not None else "NaN")
+                        vals.append("%g" % v if v and v > 0 else "NaN")
                     f.write(w + " " + " ".join(vals) + "\n")
             with open(os.path.join(out, base + ".gp"), "w") as f:
                 f.write('set terminal svg size 760,380 font "sans,11" noenhanced\n')
