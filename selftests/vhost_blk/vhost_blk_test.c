@@ -14,6 +14,9 @@
  *   VBLK_DEV_4K         memory-backed null_blk, 4096-byte logical blocks
  *   VBLK_DEV_CACHE      memory-backed null_blk with a volatile write cache
  *   VBLK_FILE           a file (>= 64 MiB) on ext4, VBLK_FILE_XFS on xfs
+ *   VBLK_FILE_DELAY     a file (>= 32 MiB) on ext4 made on dm-delay,
+ *   VBLK_FILE_DELAY_UNDER  the device below that dm-delay (same sectors);
+ *                       VBLK_FILE_XFS_DELAY(_UNDER) the same with xfs
  * The fixtures below say which backend a case runs on; the cases about the
  * data plane run on brd and on both files.  Documentation/selftests.rst
  * lists what each case covers.
@@ -43,8 +46,11 @@
  *   io      the data plane, once per backend: brd, a file on ext4 and a
  *           file on xfs (VBLK_FILE, VBLK_FILE_XFS) opened O_DIRECT, and
  *           the same files opened without it (the page cache)
- *   delay   dm-delay attached (VBLK_DEV_DELAY): requests stay in flight;
- *           self->under is the RAM disk below it, to check what landed
+ *   delay   a backend on dm-delay attached: requests stay in flight;
+ *           self->under is the device below the dm-delay, to check what
+ *           landed.  Variants: brd (VBLK_DEV_DELAY over a RAM disk), a
+ *           file on ext4 / on xfs made on dm-delay, O_DIRECT and buffered
+ *   delay_direct  the same without the buffered variants
  *   file    no backend attached; a file on ext4 / on xfs in self->c.path
  */
 DEVICE_FIXTURE(ctl);
@@ -91,12 +97,41 @@ FIXTURE_SETUP(io)
 	FIXTURE_OPEN(variant->env, variant->def, variant->oflags, true);
 }
 
-DEVICE_FIXTURE(delay);
-FIXTURE_SETUP(delay)
-{
-	FIXTURE_OPEN("VBLK_DEV_DELAY", NULL, O_RDWR, true);
-	self->under = under(self->c.path);
-}
+/*
+ * Two fixtures on dm-delay: delay_direct on the backends served without
+ * the module's workqueue (dm-delay over brd, files opened O_DIRECT on a
+ * filesystem made on dm-delay), delay on those and on the same files
+ * buffered.  Without FLUSH acked a buffered write is RWF_DSYNC, so it
+ * stays on the workqueue until it has reached the device through dm-delay.
+ */
+static const struct delay_backend delay_brd = {
+	.env = "VBLK_DEV_DELAY", .under = "VBLK_DEV_DELAY_UNDER",
+	.oflags = O_RDWR,
+}, delay_ext4 = {
+	.env = "VBLK_FILE_DELAY", .under = "VBLK_FILE_DELAY_UNDER",
+	.oflags = O_RDWR | O_DIRECT,
+}, delay_xfs = {
+	.env = "VBLK_FILE_XFS_DELAY", .under = "VBLK_FILE_XFS_DELAY_UNDER",
+	.oflags = O_RDWR | O_DIRECT,
+}, delay_ext4_buffered = {
+	.env = "VBLK_FILE_DELAY", .under = "VBLK_FILE_DELAY_UNDER",
+	.oflags = O_RDWR, .feat_off = F(VIRTIO_BLK_F_FLUSH),
+}, delay_xfs_buffered = {
+	.env = "VBLK_FILE_XFS_DELAY", .under = "VBLK_FILE_XFS_DELAY_UNDER",
+	.oflags = O_RDWR, .feat_off = F(VIRTIO_BLK_F_FLUSH),
+};
+
+DELAY_FIXTURE(delay_direct);
+FIXTURE_VARIANT_ADD(delay_direct, brd) { .b = &delay_brd };
+FIXTURE_VARIANT_ADD(delay_direct, ext4) { .b = &delay_ext4 };
+FIXTURE_VARIANT_ADD(delay_direct, xfs) { .b = &delay_xfs };
+
+DELAY_FIXTURE(delay);
+FIXTURE_VARIANT_ADD(delay, brd) { .b = &delay_brd };
+FIXTURE_VARIANT_ADD(delay, ext4) { .b = &delay_ext4 };
+FIXTURE_VARIANT_ADD(delay, xfs) { .b = &delay_xfs };
+FIXTURE_VARIANT_ADD(delay, ext4_buffered) { .b = &delay_ext4_buffered };
+FIXTURE_VARIANT_ADD(delay, xfs_buffered) { .b = &delay_xfs_buffered };
 
 DEVICE_FIXTURE(file);
 FIXTURE_VARIANT(file) {
@@ -1694,7 +1729,7 @@ TEST_F_TIMEOUT(io, stop_and_resume, 90)
 /* ---- teardown with I/O in flight (dm-delay) -------------------------------- */
 
 /* A whole ring of requests in flight at once (held by dm-delay). */
-TEST_F_TIMEOUT(delay, full_queue_in_flight, 120)
+TEST_F_TIMEOUT(delay_direct, full_queue_in_flight, 120)
 {
 	static const struct vblk_layout ind = { .flags = VBLK_L_INDIRECT };
 	uint64_t seed = new_seed();
@@ -1752,7 +1787,8 @@ TEST_F_TIMEOUT(delay, detach_with_io_in_flight, 120)
 		EXPECT_EQ(1, in->r[i].used_len);
 	}
 	EXPECT_LE(1, vblk_call_count(self->vq, WAIT_MS)) TH_LOG("no call for drained requests");
-	inflight_landed(_metadata, self->under, in, "drained at detach");
+	inflight_landed(_metadata, self->c.path, self->under, in,
+			"drained at detach");
 	/* re-attach and go on */
 	ASSERT_EQ(0, vblk_set_backend(&self->c.d, self->c.bfd));
 	dev_check(_metadata, self->vq, INFLIGHT_SEC, INFLIGHT_LEN, in->seed, NULL,
@@ -1766,7 +1802,7 @@ TEST_F_TIMEOUT(delay, detach_with_io_in_flight, 120)
  * in the used ring when detach returns, the rest untouched in the avail
  * ring; re-attaching serves the rest; every request completes once, OK.
  */
-TEST_F_TIMEOUT(delay, detach_races_kick, 180)
+TEST_F_TIMEOUT(delay_direct, detach_races_kick, 180)
 {
 	static const int delays_us[] = { 0, 200, 1000, 5000, 20000, 50000 };
 	struct vhost_vring_state st = { .index = 0 };
@@ -1820,7 +1856,8 @@ TEST_F_TIMEOUT(delay, replace_with_io_in_flight, 120)
 	in = start_inflight(_metadata, &self->c);
 	ASSERT_EQ(0, vblk_set_backend(&self->c.d, fd2));
 	EXPECT_EQ(INFLIGHT_N, vblk_reap(self->vq));
-	inflight_landed(_metadata, self->under, in, "old backend got the in-flight writes");
+	inflight_landed(_metadata, self->c.path, self->under, in,
+			"old backend got the in-flight writes");
 	dev_write(_metadata, self->vq, 3000, 4096, in->seed + 1, NULL);
 	bdev_check(_metadata, ram2, 3000, 4096, in->seed + 1, "new backend");
 	close(fd2);
@@ -1835,7 +1872,8 @@ TEST_F_TIMEOUT(delay, close_with_io_in_flight, 120)
 	self->c.bfd = -1;
 	close(self->c.d.fd);	/* waits for the in-flight writes */
 	self->c.d.fd = -1;
-	inflight_landed(_metadata, self->under, in, "written before close returned");
+	inflight_landed(_metadata, self->c.path, self->under, in,
+			"written before close returned");
 	/* guest memory still ours: whatever was returned is well formed */
 	vblk_reap(self->vq);
 	EXPECT_EQ(0, self->vq->bad_used);
@@ -1847,7 +1885,8 @@ TEST_F_TIMEOUT(delay, reset_owner_with_io_in_flight, 120)
 	struct inflight *in = start_inflight(_metadata, &self->c);
 
 	ASSERT_EQ(0, raw_ioctl(self->c.d.fd, VHOST_RESET_OWNER, NULL));
-	inflight_landed(_metadata, self->under, in, "written before RESET_OWNER returned");
+	inflight_landed(_metadata, self->c.path, self->under, in,
+			"written before RESET_OWNER returned");
 	vblk_reap(self->vq);
 	EXPECT_EQ(0, self->vq->bad_used);
 	/* a new owner session on the same fd */
@@ -1860,12 +1899,12 @@ TEST_F_TIMEOUT(delay, reset_owner_with_io_in_flight, 120)
 
 TEST_F_TIMEOUT(delay, owner_exit_with_io_in_flight, 120)
 {
-	owner_dies(_metadata, false);
+	owner_dies(_metadata, &self->c, self->under, false);
 }
 
 TEST_F_TIMEOUT(delay, owner_sigkill_with_io_in_flight, 120)
 {
-	owner_dies(_metadata, true);
+	owner_dies(_metadata, &self->c, self->under, true);
 }
 
 /* Teardown with requests queued on a detached device: nothing hangs. */
@@ -2093,12 +2132,14 @@ TEST_F_TIMEOUT(delay, in_flight_bounded_by_ring, 120)
 	vblk_kick(vq, true);
 	max = max_in_flight(&self->c, 150);
 	EXPECT_GE(n, max) TH_LOG("%u requests in flight on a ring of %u", max, n);
+	EXPECT_LE(1, max) TH_LOG("nothing held in flight");
 	/* the first round completes; the repeated heads are not reaped */
 	for (uint64_t t0 = vblk_now_ms();
 	     (uint16_t)__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE) < n &&
 	     vblk_now_ms() - t0 < WAIT_MS;)
 		usleep(2000);
-	bdev_check(_metadata, self->under, 9500, n * 4096, seed, "first round");
+	landed_check(_metadata, self->c.path, self->under, 9500, n * 4096, seed,
+		     "first round");
 	free(buf);
 }
 
@@ -2140,7 +2181,8 @@ TEST_F_TIMEOUT(delay, bounce_memory_bounded, 120)
 	for (unsigned int i = 0; i < n; i++) {
 		EXPECT_EQ(VIRTIO_BLK_S_OK, r[i].status) TH_LOG("request %u", i);
 	}
-	bdev_check(_metadata, self->under, 20480, n * len, seed, "bounced writes");
+	landed_check(_metadata, self->c.path, self->under, 20480, n * len, seed,
+		     "bounced writes");
 	EXPECT_EQ(0, write_param(BOUNCE_PARAM, 16384));
 	free(buf);
 }
@@ -2293,11 +2335,12 @@ TEST_F_TIMEOUT(delay, dirty_log_toggled_in_flight, 120)
 	ASSERT_NE(NULL, log);
 	logbase = (uintptr_t)log;
 	ASSERT_EQ(0, raw_ioctl(self->c.d.fd, VHOST_SET_LOG_BASE, &logbase));
-	bdev_fill(_metadata, self->under, 7000, 2 * 16384, seed);
+	bdev_fill(_metadata, self->c.path, 7000, 2 * 16384, seed);
 
 	for (int round = 0; round < 2; round++) {
 		bool on_at_start = round == 1;
 
+		uncache(_metadata, self->c.path);	/* buffered reads wait too */
 		set_log_all(_metadata, &self->c, on_at_start);
 		memset(&w, 0, sizeof(w));
 		for (int i = 0; i < 2; i++) {

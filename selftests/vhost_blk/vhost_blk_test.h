@@ -126,18 +126,93 @@ static void bdev_rw(struct __test_metadata *_metadata, const char *path,
 	free(a);
 }
 
-static void bdev_check(struct __test_metadata *_metadata, const char *path,
-		       uint64_t sector, size_t len, uint64_t seed, const char *what)
+static bool is_file(const char *path)
+{
+	struct stat st;
+
+	return !stat(path, &st) && S_ISREG(st.st_mode);
+}
+
+/*
+ * Read [sector, sector + len) of the regular file path from dev, the
+ * device below its filesystem (same sectors: a dm-delay's table), at the
+ * extents FIEMAP reports: what has reached that device, bypassing the
+ * filesystem, the page cache and the dm-delay queue.
+ */
+static void file_read_under(struct __test_metadata *_metadata, const char *path,
+			    const char *dev, uint64_t sector, uint8_t *buf,
+			    size_t len)
+{
+	struct {
+		struct fiemap fm;
+		struct fiemap_extent fe[32];
+	} m = { .fm = { .fm_start = sector * 512, .fm_length = len,
+			.fm_extent_count = 32 } };
+	uint64_t pos = sector * 512, end = pos + len;
+	int fd = bdev_open(_metadata, path, O_RDONLY);
+
+	ASSERT_EQ(0, ioctl(fd, FS_IOC_FIEMAP, &m.fm)) TH_LOG("FIEMAP %s", path);
+	close(fd);
+	for (unsigned int i = 0; i < m.fm.fm_mapped_extents && pos < end; i++) {
+		const struct fiemap_extent *fe = &m.fe[i];
+		uint64_t n = fe->fe_logical + fe->fe_length;
+
+		ASSERT_FALSE(fe->fe_flags & (FIEMAP_EXTENT_DELALLOC |
+					     FIEMAP_EXTENT_UNKNOWN |
+					     FIEMAP_EXTENT_UNWRITTEN))
+			TH_LOG("%s: extent at %llu not written (flags %#x)", path,
+			       (unsigned long long)fe->fe_logical, fe->fe_flags);
+		ASSERT_GE(pos, fe->fe_logical) TH_LOG("%s: hole at %llu", path,
+						      (unsigned long long)pos);
+		if (n <= pos)
+			continue;
+		n = (n < end ? n : end) - pos;
+		bdev_rw(_metadata, dev, false,
+			(fe->fe_physical + pos - fe->fe_logical) / 512,
+			buf + pos - sector * 512, n);
+		pos += n;
+	}
+	ASSERT_EQ(end, pos) TH_LOG("%s: not mapped from %llu", path,
+				   (unsigned long long)pos);
+}
+
+/*
+ * The pattern of (sector, len, seed) is on the backend path; with under
+ * (the device below a dm-delay), read there, directly: a block device at
+ * the same sectors, a file at its extents.
+ */
+static void landed_check(struct __test_metadata *_metadata, const char *path,
+			 const char *under, uint64_t sector, size_t len,
+			 uint64_t seed, const char *what)
 {
 	char why[256];
 	void *b = malloc(len);
 	long bad;
 
 	ASSERT_NE(NULL, b);
-	bdev_rw(_metadata, path, false, sector, b, len);
+	if (under && is_file(path))
+		file_read_under(_metadata, path, under, sector, b, len);
+	else
+		bdev_rw(_metadata, under ? under : path, false, sector, b, len);
 	bad = vblk_pattern_check(b, len, sector, seed, why, sizeof(why));
-	EXPECT_EQ(-1, bad) TH_LOG("%s: backend %s: %s", what, path, why);
+	EXPECT_EQ(-1, bad) TH_LOG("%s: backend %s%s%s: %s", what, path,
+				  under ? " under " : "", under ? under : "", why);
 	free(b);
+}
+
+static void bdev_check(struct __test_metadata *_metadata, const char *path,
+		       uint64_t sector, size_t len, uint64_t seed, const char *what)
+{
+	landed_check(_metadata, path, NULL, sector, len, seed, what);
+}
+
+/* Drop the page cache of path (a file read must go to its device). */
+static void uncache(struct __test_metadata *_metadata, const char *path)
+{
+	int fd = bdev_open(_metadata, path, O_RDONLY);
+
+	EXPECT_EQ(0, posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED));
+	close(fd);
 }
 
 static void bdev_fill(struct __test_metadata *_metadata, const char *path,
@@ -209,6 +284,7 @@ struct ctx {
 	int oflags;		/* open flags of bfd */
 	bool attached;		/* bfd is the device's backend */
 	uint64_t cap;		/* sectors */
+	uint64_t feat_off;	/* default features not acked (ctx_reopen) */
 };
 
 /* Open path (a block device or a regular file) as c's backend, no attach. */
@@ -271,13 +347,27 @@ static void ctx_close(struct ctx *c)
  * again with c->oflags (so a case may change them first) and attached if
  * it was.
  */
+/* o, acking the default features without c->feat_off unless o sets them. */
+static struct vblk_opts ctx_opts(const struct ctx *c, const struct vblk_opts *o)
+{
+	struct vblk_opts r = *o;
+
+	if (c->feat_off && !r.set_features) {
+		r.set_features = true;
+		r.features = VBLK_DEFAULT_FEATURES & ~c->feat_off;
+	}
+	return r;
+}
+
 static void ctx_reopen(struct __test_metadata *_metadata, struct ctx *c,
 		       const struct vblk_opts *o)
 {
+	struct vblk_opts ro = ctx_opts(c, o);
 	struct ctx old = *c;
 
 	ctx_close(c);
-	ctx_open_opts(_metadata, c, NULL, 0, o);
+	ctx_open_opts(_metadata, c, NULL, 0, &ro);
+	c->feat_off = old.feat_off;
 	if (old.path && old.attached)
 		ctx_attach(_metadata, c, old.path, old.oflags);
 	else if (old.path)
@@ -398,6 +488,46 @@ static const char *fixture_missing(const char *env, const char *def)
 	if (attach)							\
 		ctx_attach(_metadata, &self->c, self->c.path, oflags);	\
 } while (0)
+
+/* The backend of a fixture on dm-delay (its variant). */
+struct delay_backend {
+	const char *env;	/* the backend, on dm-delay */
+	const char *under;	/* the device below the dm-delay */
+	int oflags;
+	uint64_t feat_off;	/* default features not acked */
+};
+
+/*
+ * The set-up of a fixture on dm-delay: backend b attached to a device
+ * acking the default features but b->feat_off; self->under set.
+ */
+#define DELAY_SETUP(b) do {						\
+	const struct delay_backend *_b = (b);				\
+	struct vblk_opts _o = VBLK_OPTS_DEFAULT;			\
+	const char *_w = fixture_missing(_b->env, NULL) ?:		\
+			 fixture_missing(_b->under, NULL);		\
+									\
+	if (_w)								\
+		SETUP_SKIP(_w);						\
+	self->under = env_dev(_b->under, NULL);				\
+	FIXTURE_OPEN(_b->env, NULL, _b->oflags, false);			\
+	self->c.feat_off = _b->feat_off;				\
+	if (_b->feat_off)						\
+		ctx_reopen(_metadata, &self->c, &_o);			\
+	ctx_attach(_metadata, &self->c, self->c.path, _b->oflags);	\
+} while (0)
+
+/* A device fixture on dm-delay whose variants are struct delay_backend. */
+#define DELAY_FIXTURE(name)						\
+	DEVICE_FIXTURE(name);						\
+	FIXTURE_VARIANT(name) {						\
+		const struct delay_backend *b;				\
+	};								\
+	FIXTURE_SETUP(name)						\
+	{								\
+		DELAY_SETUP(variant->b);				\
+	}								\
+	struct delay_fixture_##name
 
 /* Run one request to completion; returns its status, *used gets used.len. */
 static uint8_t io(struct __test_metadata *_metadata, struct vblk_vq *vq,
@@ -986,35 +1116,27 @@ static struct inflight *start_inflight(struct __test_metadata *_metadata,
 	return in;
 }
 
-/* The in-flight writes are on dev (read directly, see under()). */
-static void inflight_landed(struct __test_metadata *_metadata, const char *dev,
-			    const struct inflight *in, const char *what)
+/*
+ * The in-flight writes are on the backend path, read directly on under,
+ * the device below dm-delay (see landed_check()).  Through dm-delay a read
+ * would queue behind the delayed writes and hide a teardown that did not
+ * wait for them.
+ */
+static void inflight_landed(struct __test_metadata *_metadata, const char *path,
+			    const char *under, const struct inflight *in,
+			    const char *what)
 {
-	bdev_check(_metadata, dev, INFLIGHT_SEC, sizeof(in->buf), in->seed, what);
-}
-
-static const char *delay_dev(void)
-{
-	return env_dev("VBLK_DEV_DELAY", NULL);
+	landed_check(_metadata, path, under, INFLIGHT_SEC, sizeof(in->buf),
+		     in->seed, what);
 }
 
 /*
- * Where to check that in-flight writes have landed: the device under
- * dm-delay (VBLK_DEV_DELAY_UNDER), read directly.  Through dm-delay itself
- * a read would queue behind the delayed writes and hide a teardown that
- * did not wait for them.
+ * The owner dies (exit or SIGKILL) with I/O in flight: a child opens a
+ * device like parent's (backend, open flags, features) and dies.
  */
-static const char *under(const char *dev)
+static void owner_dies(struct __test_metadata *_metadata,
+		       const struct ctx *parent, const char *under, bool sigkill)
 {
-	const char *u = env_dev("VBLK_DEV_DELAY_UNDER", NULL);
-
-	return u && !access(u, F_OK) ? u : dev;
-}
-
-/* The owner dies (exit or SIGKILL) with I/O in flight. */
-static void owner_dies(struct __test_metadata *_metadata, bool sigkill)
-{
-	const char *dev = delay_dev();
 	struct inflight *in = NULL;
 	int st = 0, pfd[2];
 	pid_t pid, w = 0;
@@ -1024,9 +1146,11 @@ static void owner_dies(struct __test_metadata *_metadata, bool sigkill)
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (pid == 0) {
+		struct vblk_opts o = VBLK_OPTS_DEFAULT;
 		struct ctx c;
 
-		ctx_open(_metadata, &c, dev, 1);
+		o = ctx_opts(parent, &o);
+		ctx_open_opts(_metadata, &c, parent->path, parent->oflags, &o);
 		in = start_inflight(_metadata, &c);
 		if (write(pfd[1], &in->seed, sizeof(in->seed)) != sizeof(in->seed))
 			_exit(3);
@@ -1052,7 +1176,7 @@ static void owner_dies(struct __test_metadata *_metadata, bool sigkill)
 	} else {
 		EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	}
-	inflight_landed(_metadata, under(dev), in,
+	inflight_landed(_metadata, parent->path, under, in,
 			"written by the time the owner was reaped");
 	close(pfd[0]);
 	free(in);
@@ -1505,7 +1629,8 @@ static int trace_write_rwbs(struct __test_metadata *_metadata, struct ctx *c,
  */
 static void set_log_all(struct __test_metadata *_metadata, struct ctx *c, bool on)
 {
-	uint64_t feat = VBLK_DEFAULT_FEATURES | (on ? F(VHOST_F_LOG_ALL) : 0);
+	uint64_t feat = (c->d.acked & ~F(VHOST_F_LOG_ALL)) |
+			(on ? F(VHOST_F_LOG_ALL) : 0);
 	struct vhost_vring_addr a = { .index = 0 };
 
 	ASSERT_EQ(0, raw_ioctl(c->d.fd, VHOST_SET_FEATURES, &feat));

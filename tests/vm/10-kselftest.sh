@@ -22,6 +22,10 @@
 #	VBLK_FILE           a 64 MiB file on ext4 on /dev/ram3
 #	VBLK_FILE_XFS       a 64 MiB file on xfs on a loop device (320 MiB,
 #	                    sparse, in the VM's /tmp)
+#	VBLK_FILE_DELAY     a 64 MiB file on ext4 made on dm-delay (VBLK_DELAY_MS)
+#	                    over a loop device (96 MiB, sparse, in /tmp),
+#	VBLK_FILE_DELAY_UNDER  that loop device;
+#	VBLK_FILE_XFS_DELAY(_UNDER) the same with xfs (320 MiB)
 # Extra arguments go to the test binary (e.g. -t rw_basic, -l to list);
 # VBLK_KSFT_BIN picks another build of it (e.g. one with sanitizers).
 set -uo pipefail
@@ -87,7 +91,8 @@ nullb_create() {	# NAME ATTR=VAL...
 
 cleanup() {
 	local n
-	for n in delay error; do
+	umount "$FSDIR/ext4-delay" "$FSDIR/xfs-delay" 2>/dev/null
+	for n in delay error fdelay-ext4 fdelay-xfs; do
 		dmsetup remove --noudevsync "$PFX-$n" >/dev/null 2>&1
 	done
 	for n in disc nodisc 4k cache; do
@@ -98,13 +103,17 @@ cleanup() {
 	done
 	umount "$FSDIR/ext4" "$FSDIR/xfs" 2>/dev/null
 	[ -n "${XFS_LOOP:-}" ] && losetup -d "$XFS_LOOP" 2>/dev/null
+	for n in ext4 xfs; do
+		[ -e "$FSDIR/delay-$n.img" ] || continue
+		losetup -j "$FSDIR/delay-$n.img" | cut -d: -f1 | xargs -r losetup -d
+	done
 	rm -rf "$FSDIR"
 }
 
-# fs_create TYPE DEV - a filesystem on DEV mounted under $FSDIR/TYPE with a
-# 64 MiB file in it; prints the file's path.
+# fs_create TYPE DEV [DIR] - a filesystem on DEV mounted on $FSDIR/DIR
+# (default TYPE) with a 64 MiB file in it; prints the file's path.
 fs_create() {
-	local type=$1 dev=$2 mnt=$FSDIR/$1
+	local type=$1 dev=$2 mnt=$FSDIR/${3:-$1}
 	modprobe -d "${VHOST_BLK_MODROOT:-/}" "$type" 2>/dev/null
 	command -v "mkfs.$type" >/dev/null || { say "no mkfs.$type"; return 1; }
 	local force=-F
@@ -115,6 +124,22 @@ fs_create() {
 	dd if=/dev/zero of="$mnt/disk.img" bs=1M count=64 status=none || return 1
 	echo "$mnt/disk.img"
 }
+
+# delay_fs TYPE MIB - a file for the delay fixture: a filesystem made on
+# dm-delay over a loop device (a sparse MIB file in $FSDIR), made and filled
+# with no delay, then DELAY_MS for every read, write and flush; prints
+# "FILE LOOPDEV".
+delay_fs() {
+	local type=$1 sz=$(($2 * 2048)) img=$FSDIR/delay-$1.img loop d f
+	truncate -s "${2}M" "$img" && loop=$(losetup -f --show "$img") || return 1
+	d=$(dm_create "$PFX-fdelay-$type" "0 $sz delay $loop 0 0") &&
+		f=$(fs_create "$type" "$d" "$type-delay") || return 1
+	dmsetup reload --noudevsync "$PFX-fdelay-$type" \
+		--table "0 $sz delay $loop 0 $DELAY_MS" >/dev/null 2>&1 &&
+		dmsetup resume --noudevsync "$PFX-fdelay-$type" >/dev/null 2>&1 ||
+		{ say "dm-delay $type: cannot set the delay"; return 1; }
+	echo "$f $loop"
+}
 trap cleanup EXIT
 
 cleanup
@@ -123,7 +148,7 @@ for r in ram0 ram1 ram2; do
 	[ -b /dev/$r ] || say "/dev/$r missing (brd rd_nr>=3 expected)"
 done
 unset VBLK_DEV_DELAY VBLK_DEV_DELAY_UNDER VBLK_DEV_ERROR VBLK_DEV_DISCARD VBLK_DEV_NODISCARD VBLK_DEV_4K VBLK_DEV_CACHE
-unset VBLK_FILE VBLK_FILE_XFS
+unset VBLK_FILE VBLK_FILE_XFS VBLK_FILE_DELAY VBLK_FILE_DELAY_UNDER VBLK_FILE_XFS_DELAY VBLK_FILE_XFS_DELAY_UNDER
 if [ -b /dev/ram2 ]; then
 	sz=$(blockdev --getsz /dev/ram2)
 	d=$(dm_create "$PFX-delay" "0 $sz delay /dev/ram2 0 $DELAY_MS") &&
@@ -144,8 +169,15 @@ if modprobe -d "${VHOST_BLK_MODROOT:-/}" loop 2>/dev/null; truncate -s 320M "$FS
    XFS_LOOP=$(losetup -f --show "$FSDIR/xfs.img" 2>/dev/null); then
 	f=$(fs_create xfs "$XFS_LOOP") && export VBLK_FILE_XFS=$f
 fi
+if r=$(delay_fs ext4 96); then
+	export VBLK_FILE_DELAY=${r% *} VBLK_FILE_DELAY_UNDER=${r#* }
+fi
+if r=$(delay_fs xfs 320); then
+	export VBLK_FILE_XFS_DELAY=${r% *} VBLK_FILE_XFS_DELAY_UNDER=${r#* }
+fi
 say "binary $bin"
 say "files: ext4=${VBLK_FILE:-none} xfs=${VBLK_FILE_XFS:-none}"
+say "files on dm-delay: ext4=${VBLK_FILE_DELAY:-none} xfs=${VBLK_FILE_XFS_DELAY:-none}"
 say "backends: ram=$VBLK_DEV_RAM ram2=$VBLK_DEV_RAM2 delay=${VBLK_DEV_DELAY:-none} error=${VBLK_DEV_ERROR:-none} discard=${VBLK_DEV_DISCARD:-none} nodiscard=${VBLK_DEV_NODISCARD:-none} 4k=${VBLK_DEV_4K:-none} cache=${VBLK_DEV_CACHE:-none}"
 
 # ---- run + normalise TAP ------------------------------------------------
@@ -203,12 +235,16 @@ else
 fi
 n=$((n + 1))
 busy=
-for d in delay error; do
+for m in "$FSDIR"/*/; do	# a file backend still referenced: EBUSY
+	mountpoint -q "$m" || continue
+	umount "$m" 2>/dev/null || busy="$busy ${m%/}"
+done
+for d in delay error fdelay-ext4 fdelay-xfs; do
 	dmsetup info "$PFX-$d" >/dev/null 2>&1 || continue
 	dmsetup remove --noudevsync "$PFX-$d" >/dev/null 2>&1 || busy="$busy $PFX-$d"
 done
 if [ -z "$busy" ]; then
-	echo "ok $n - kselftest: backends released (dm devices removable)"
+	echo "ok $n - kselftest: backends released (filesystems unmountable, dm devices removable)"
 else
 	echo "not ok $n - kselftest: backends still open after all tests:$busy"
 	rc=1
