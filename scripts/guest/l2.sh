@@ -6,7 +6,7 @@
 #
 #   scripts/guest/l2.sh --steps FILE --log FILE [--timeout SEC]
 #                       [--tcg-timeout SEC] [--smp N] [--mem MB]
-#                       [--reboot-ok] -- QEMU-ARGS...
+#                       [--reboot-ok] [--append KERNEL-ARGS] -- QEMU-ARGS...
 #
 # VHOST_BLK_L2_ACCEL picks the accelerator: tcg (the default), kvm
 # (-accel kvm -cpu host; in the L1 VM kvm_amd runs on TCG's emulated SVM
@@ -15,8 +15,9 @@
 # default until a 2-vCPU guest runs reliably under KVM here (some boots
 # still stall: see Documentation/testing.rst).  The guest boots with
 # no-kvmapf (no asynchronous page faults; added while the guest hung under
-# KVM, harmless under TCG).  --timeout bounds a KVM run (default 300 s),
-# --tcg-timeout a TCG one (default: 4 x --timeout; nested TCG is slow).
+# KVM, harmless under TCG); --append adds kernel parameters.  --timeout
+# bounds a KVM run (default 300 s), --tcg-timeout a TCG one (default:
+# 4 x --timeout; nested TCG is slow).
 #
 # QEMU-ARGS add the devices, e.g. -device vhost-blk-pci,backend=/dev/ram0.
 # FILE is a shell fragment sourced by the guest's /init (helpers: ok, fail,
@@ -44,7 +45,7 @@ if [ -z "${QEMU:-}" ] || [ -z "${GUEST_KERNEL:-}" ] || [ -z "${GUEST_INITRD:-}" 
 	. "$env"
 fi
 
-steps= log= timeout=300 tcg_timeout= smp=1 mem=256 reboot_ok=0
+steps= log= timeout=300 tcg_timeout= smp=1 mem=256 reboot_ok=0 append=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--steps) steps=$2; shift 2 ;;
@@ -54,6 +55,7 @@ while [ $# -gt 0 ]; do
 	--smp) smp=$2; shift 2 ;;
 	--mem) mem=$2; shift 2 ;;
 	--reboot-ok) reboot_ok=1; shift ;;
+	--append) append=$2; shift 2 ;;
 	--) shift; break ;;
 	*) echo "l2: unknown option $1" >&2; exit 2 ;;
 	esac
@@ -94,7 +96,7 @@ args=(-M q35 "${accel_args[@]}" -smp "$smp" -m "$mem"
 	-serial "file:$log"
 	-L /usr/share/qemu -L /usr/share/seabios -bios qboot.rom
 	-kernel "$GUEST_KERNEL" -initrd "$work/initrd"
-	-append "console=ttyS0 reboot=t panic=-1 loglevel=4 no-kvmapf")
+	-append "console=ttyS0 reboot=t panic=-1 loglevel=4 no-kvmapf${append:+ $append}")
 [ "$reboot_ok" = 1 ] || args+=(-no-reboot)
 
 : >"$log"
