@@ -10,6 +10,7 @@
 #   4. per line (VHOST_BLK_LINES, default "6.1 6.12"):
 #      scripts/kernel.sh path LINE     fetch the kernel (cached)
 #      make line-build LINE=...        vhost_blk.ko (W=1) + LINE_TARGETS
+#   5. the lines' VMs, side by side (VHOST_BLK_VM_JOBS, default nproc):
 #      scripts/vm-run.sh LINE -- scripts/vm-suites.sh   one VM, every tests/vm/*.sh
 #
 # Suites print TAP.  The last line of the output is always
@@ -18,7 +19,8 @@
 # (a prepare script, a build, a VM that timed out, died or printed a kernel
 # warning) counts as one failed case named after it.  Logs: build/logs/.
 #
-# Knobs: VHOST_BLK_LINES, VHOST_BLK_VM_TIMEOUT (seconds per VM, default
+# Knobs: VHOST_BLK_LINES, VHOST_BLK_VM_JOBS (VMs at once, default the
+# number of host CPUs), VHOST_BLK_VM_TIMEOUT (seconds per VM, default
 # 4000), VHOST_BLK_SUITE_TIMEOUT (per suite, default 1800), VHOST_BLK_SUITES
 # (pattern of suite file names), VHOST_BLK_KFENCE_LINES (default "6.12"),
 # VHOST_BLK_NO_DEPS=1 (skip stage 1), VHOST_BLK_LOGDIR (default build/logs),
@@ -133,52 +135,109 @@ suite_times()
 	done <"$2"
 }
 
-stage_line()
+# build_line LINE - fetch LINE's kernel and build for it; false on failure
+# (counted as one failed case).
+build_line()
 {
-	local line=$1 log res vm rc
+	local line=$1
 
 	vb_stage_begin "kernel $line"
 	if ! run_logged "$LOGDIR/kernel-$line.log" "$VB_REPO/scripts/kernel.sh" path "$line"; then
 		fail_case "$line" "fetch kernel $line (scripts/kernel.sh)"
 		vb_stage_end failed
-		return
+		return 1
 	fi
 	vb_stage_begin "build $line"
 	if ! run_logged "$LOGDIR/build-$line.log" make -C "$VB_REPO" --no-print-directory \
 		line-build LINE="$line"; then
 		fail_case "$line" "build for $line (make line-build LINE=$line)"
 		vb_stage_end failed
-		return
+		return 1
 	fi
-	vb_stage_begin "vm $line"
-	log=$LOGDIR/vm-$line.log
-	res=$LOGDIR/vm-$line.result
-	echo "# kernel line $line: VM running tests/vm/*.sh"
-	rc=0
+	vb_stage_end ok
+}
+
+# vm_line LINE - one VM running every tests/vm/*.sh; its output goes to
+# build/logs/vm-LINE.log, its exit status and times to vm-LINE.status.
+vm_line()
+{
+	local line=$1 t0 rc=0
+
+	t0=$(vb_now)
 	(cd "$VB_REPO" && scripts/vm-run.sh "$line" \
 		--timeout "${VHOST_BLK_VM_TIMEOUT:-4000}" \
 		--log "$LOGDIR/vm-$line.console.log" --out "$LOGDIR/vm-$line.out" \
-		--result "$res" -- scripts/vm-suites.sh) | tee "$log" || rc=$?
+		--result "$LOGDIR/vm-$line.result" -- scripts/vm-suites.sh) \
+		>"$LOGDIR/vm-$line.log" 2>&1 || rc=$?
+	echo "$rc $(vb_elapsed "$t0" "$(vb_now)")" >"$LOGDIR/vm-$line.status"
+}
+
+# vm_report LINE - count a finished VM's results.
+vm_report()
+{
+	local line=$1 log=$LOGDIR/vm-$1.log vm rc dt st=ok
+
+	read -r rc dt <"$LOGDIR/vm-$line.status" || { rc=1 dt=0; }
+	vm=$(sed -n 's/^vm=//p' "$LOGDIR/vm-$line.result" 2>/dev/null || true)
 	count "$line" "$log"
-	vm=$(sed -n 's/^vm=//p' "$res" 2>/dev/null || true)
 	case "$vm" in
 	ok)
 		if [[ "$rc" -ne 0 ]] && ! grep -qE '^not ok( |$)' "$log"; then
 			fail_case "$line" "VM $line: the suites exited with status $rc"
 		fi
-		vb_stage_end ok
 		;;
 	*)
 		fail_case "$line" "VM $line: ${vm:-error} (see ${LOGDIR#"$VB_REPO"/}/vm-$line.console.log)"
-		vb_stage_end failed
+		st=failed
 		;;
 	esac
+	VB_STAGES+=("$(printf '%-40s %8ss %s' "vm $line" "$dt" "$st")")
 	suite_times "$line" "$LOGDIR/vm-$line.out/suites.result"
+}
+
+# stage_vms LINE... - the lines' VMs, up to VHOST_BLK_VM_JOBS at once
+# (default: one per host CPU; each VM is one TCG thread).  With one job the
+# VM's output is shown as it comes; with more, each VM's output is shown
+# when it has finished, in line order.
+stage_vms()
+{
+	local jobs=${VHOST_BLK_VM_JOBS:-$(nproc)} line running=0 t0
+
+	[[ $# -eq 0 ]] && return 0
+	t0=$(vb_now)
+	if [[ "$jobs" -le 1 || $# -eq 1 ]]; then
+		for line in "$@"; do
+			echo "# kernel line $line: VM running tests/vm/*.sh"
+			: >"$LOGDIR/vm-$line.log"
+			vm_line "$line" &
+			tail -n +1 --pid=$! -f "$LOGDIR/vm-$line.log" || true
+			wait
+			vm_report "$line"
+		done
+	else
+		vb_log "VMs of $* at once (at most $jobs; VHOST_BLK_VM_JOBS)"
+		for line in "$@"; do
+			if [[ $running -ge $jobs ]]; then
+				wait -n
+				running=$((running - 1))
+			fi
+			echo "# kernel line $line: VM running tests/vm/*.sh (output when it ends)"
+			vm_line "$line" &
+			running=$((running + 1))
+		done
+		wait
+		for line in "$@"; do
+			echo "# kernel line $line: output of its VM"
+			cat "$LOGDIR/vm-$line.log"
+			vm_report "$line"
+		done
+	fi
+	VB_STAGES+=("$(printf '%-40s %8ss' "VMs ($*)" "$(vb_elapsed "$t0" "$(vb_now)")")")
 }
 
 main()
 {
-	local line t0 i
+	local line t0 i built=()
 
 	t0=$(vb_now)
 	mkdir -p "$LOGDIR"
@@ -191,9 +250,10 @@ main()
 	stage_prepare
 	stage_host_suites
 	for line in $VB_LINES; do
-		stage_line "$line"
+		build_line "$line" && built+=("$line")
 	done
 	vb_stage_end
+	stage_vms "${built[@]}"
 
 	vb_stage_report
 	vb_log "total $(vb_elapsed "$t0" "$(vb_now)")s; logs in ${LOGDIR#"$VB_REPO"/}/"
