@@ -25,6 +25,16 @@
 #     file left behind (the overlay's upper layer is compared with its
 #     state before the installation);
 #   - vhost-blk-qemu-patches installs the series and purges cleanly.
+# The guide's libvirt blocks run Debian's libvirtd (scripts/pkg/libvirt.sh)
+# with the guide's qemu.conf lines; its domain XML boots the small guest of
+# the end-to-end suite (L2, under KVM: the guide's domain type), whose init
+# checks the vhost-blk disk, writes and reads it and prints a marker on the
+# serial console that libvirt writes to a file.  Between the guide's start
+# and stop blocks the suite checks that QEMU runs as libvirt-qemu in a
+# cgroup of its own, holding /dev/vhost-blk and the backend open; after
+# them, that no process holds /dev/vhost-blk, the module is unused and the
+# backend has the guest's data.  Then, with /dev/vhost-blk left out of
+# cgroup_device_acl, the same domain must fail to start (the ACL is needed).
 # At the end vhost_blk (the build/<abi> one) is loaded again.
 set -u
 REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -38,10 +48,13 @@ if [ "${VHOST_BLK_LINE:-}" != 6.1 ]; then
 fi
 # shellcheck source=scripts/pkg/vmroot.sh
 . "$REPO/scripts/pkg/vmroot.sh"
+# shellcheck source=scripts/pkg/libvirt.sh
+. "$REPO/scripts/pkg/libvirt.sh"
 # shellcheck source=scripts/pkg/suite.sh
 . "$REPO/scripts/pkg/suite.sh"
 cleanup() {
 	udevd_stop
+	[ -n "$VR_DIR" ] && lv_stop
 	if [ -n "$VR_DIR" ] && pgrep -f qemu-system >/dev/null; then
 		pkill -f qemu-system
 		sleep 1
@@ -61,8 +74,11 @@ K61=$CACHE/kernels/$ABI
 K612=$(readlink -f "$CACHE/kernels/line-6.12")
 ABI2=${K612##*/}
 QEMU=$(sed -n 's/^QEMU=//p' "$CACHE/l2.env" 2>/dev/null)
-t "inputs: make deb, 6.12 headers, QEMU (tests/prepare.d)" \
-	test -f "$DKMS_DEB" -a -f "$QEMU_DEB" -a -d "$K612/build/include" -a -x "$QEMU" || finish
+GUEST_KERNEL=$(sed -n 's/^GUEST_KERNEL=//p' "$CACHE/l2.env" 2>/dev/null)
+GUEST_INITRD=$(sed -n 's/^GUEST_INITRD=//p' "$CACHE/l2.env" 2>/dev/null)
+t "inputs: make deb, 6.12 headers, QEMU, guest (tests/prepare.d)" \
+	test -f "$DKMS_DEB" -a -f "$QEMU_DEB" -a -d "$K612/build/include" -a -x "$QEMU" \
+	-a -f "$GUEST_KERNEL" -a -f "$GUEST_INITRD" || finish
 VER=$(dpkg-deb -f "$DKMS_DEB" Version)
 BLOCKS=/tmp/vb-admin-blocks
 rm -rf "$BLOCKS"
@@ -130,12 +146,36 @@ t "dpkg database (with dkms) readable" dpkg_db || finish
 t "users alice (kvm) and bob, /dev/kvm, /dev/mapper/vm1-disk, vm2-disk, QEMU" machine ||
 	finish
 
+# The guest libvirt boots: the end-to-end suite's kernel and initramfs, with
+# steps for scripts/guest/init.  It stays up after its marker: the guide
+# stops it with virsh destroy.
+PATTERN=vhost-blk-libvirt
+guest_initrd() {
+	local w=/tmp/vb-lv-guest
+	rm -rf "$w" && mkdir -p "$w/root" || return 1
+	cat >"$w/root/steps.sh" <<STEPS
+check "vda is vm1-disk (serial)" grep -qx vm1-disk /sys/block/vda/serial
+check "vda has 1 queue" sh -c '[ \$(ls /sys/block/vda/mq | wc -l) -eq 1 ]'
+yes $PATTERN | head -c 1048576 >/tmp/pat
+check "write 1 MiB to vda (O_DIRECT)" dd if=/tmp/pat of=/dev/vda bs=64k oflag=direct
+check "read it back (O_DIRECT)" sh -c 'dd if=/dev/vda of=/tmp/back bs=64k count=16 iflag=direct && cmp /tmp/pat /tmp/back'
+echo VB-LIBVIRT-DONE
+sleep 3600
+STEPS
+	(cd "$w/root" && echo steps.sh | cpio -o -H newc --quiet -R 0:0 | gzip) >"$w/steps.gz" &&
+		cat "$GUEST_INITRD" "$w/steps.gz" >"$w/initrd" || return 1
+	lv_setup "$GUEST_KERNEL" "$w/initrd"
+}
+t "libvirt: user libvirt-qemu, its directories, cgroup2, the guest's kernel" guest_initrd ||
+	finish
+
 # What the overlay's upper layer holds that the host root does not have:
 # directories that exist below are only copied up.  Logs, dpkg's and apt's
 # state, depmod's indexes and dkms's signing key are expected to change.
 snapshot() {
 	(cd "$VR_DIR/upper" && find . \( -path ./var/log -o -path ./var/cache -o \
 		-path ./var/lib/dpkg -o -path ./var/lib/apt -o -path ./tmp -o -path ./run -o \
+		-path ./etc/libvirt -o -path ./var/lib/libvirt -o \
 		-name 'modules.*' -o -path './var/lib/dkms/mok.*' \) -prune -o -print | sort |
 		while read -r p; do
 			[ -d "$VR_DIR/upper/$p" ] && [ -d "/$p" ] && continue
@@ -144,12 +184,14 @@ snapshot() {
 }
 snapshot >/tmp/vb-dkms.before
 
-# as USER CMD: run CMD (a shell command line) in the overlay as USER.
+# as USER CMD: run CMD (a shell command line) in the overlay as USER (root
+# in $ASDIR).
+ASDIR=$DEBDIR
 as() {
 	local user=$1
 	shift
 	if [ "$user" = root ]; then
-		vr_run bash -c "cd '$DEBDIR' && $1"
+		vr_run bash -c "cd '$ASDIR' && $1"
 	else
 		vr_run setpriv --reuid="$user" --regid="$user" --init-groups \
 			env HOME=/tmp USER="$user" bash -c "cd /tmp && $1"
@@ -164,28 +206,68 @@ qemu_gone() {
 	done
 	return 1
 }
-# The qemu:arg values of the guide's domain XML, run as alice with what
-# the domain says (machine, memory, vCPUs) the way libvirt would.
-libvirt_block() {
-	local d=$1 cmd
-	xmllint --noout "$d/text" || return 1
-	cmd=$(python3 - "$d/text" <<'EOF'
-import shlex, sys
-import xml.etree.ElementTree as ET
-ns = {"q": "http://libvirt.org/schemas/domain/qemu/1.0"}
-dom = ET.parse(sys.argv[1]).getroot()
-args = [a.get("value") for a in dom.findall("q:commandline/q:arg", ns)]
-emu = dom.find("devices/emulator").text
-machine = dom.find("os/type").get("machine")
-accel = "kvm" if dom.get("type") == "kvm" else "tcg"
-# libvirt always adds -nodefaults.
-print(shlex.join([emu, "-nodefaults", "-machine", machine + ",accel=" + accel, "-cpu", "host",
-                  "-m", dom.find("memory").text, "-smp", dom.find("vcpu").text,
-                  "-display", "none", "-daemonize", "-pidfile", "/tmp/vm1.pid"] + args))
-EOF
-) || return 1
-	echo "$cmd"
-	as alice "$cmd" && as alice 'kill $(cat /tmp/vm1.pid)' && qemu_gone
+# The guide's domain XML, as vm1.xml where its commands run.
+xml_block() {
+	xmllint --noout "$1/text" && cp "$1/text" "$root$ASDIR/vm1.xml"
+}
+# The guide's qemu.conf lines, then libvirtd (re)started with them.
+qemuconf_block() {
+	cp "$1/text" "$root/etc/libvirt/qemu.conf" && lv_start
+}
+LV_T0=0
+# While the guide's domain runs: the guest's results on its console, and
+# the QEMU that libvirt started.
+lv_running() {
+	local log=/tmp/vb-lv-serial pid i name fds=""
+	# The serial console ends its lines with CR LF.
+	for i in $(seq 480); do
+		tr -d '\r' <"$root$LV_SERIAL" >"$log" 2>/dev/null
+		grep -q '^VB-LIBVIRT-DONE' "$log" && break
+		[ -n "$(lv_qemu_pid)" ] || break
+		sleep 0.5
+	done
+	echo "# guest marker after $((SECONDS - LV_T0)) s (since virsh define)"
+	grep -a '^L2-\|^VB-' "$log" 2>/dev/null | sed 's/^/# /'
+	for name in "vda is vm1-disk (serial)" "vda has 1 queue" \
+		"write 1 MiB to vda (O_DIRECT)" "read it back (O_DIRECT)"; do
+		if grep -qxF "L2-RESULT ok $name" "$log" 2>/dev/null; then
+			ok "libvirt guest: $name"
+		else
+			notok "libvirt guest: $name"
+		fi
+	done
+	pid=$(lv_qemu_pid)
+	t "libvirt: QEMU runs as libvirt-qemu" \
+		eval '[ -n "$pid" ] && [ "$(stat -c %u /proc/$pid)" = "$(vr_run id -u libvirt-qemu)" ]'
+	for i in /proc/"$pid"/fd/*; do
+		fds+="$(stat -L -c '%F %t:%T' "$i" 2>/dev/null)"$'\n'
+	done
+	t "libvirt: QEMU holds /dev/vhost-blk and the backend open" \
+		eval 'grep -qx "character special file a:fe" <<<"$fds" &&
+			grep -qx "block special file $(stat -L -c %t:%T /dev/mapper/vm1-disk)" <<<"$fds"'
+	t "libvirt: QEMU is in a cgroup of its own (the device ACL applies)" \
+		eval 'cat /proc/$pid/cgroup; ! grep -qx "0::/" /proc/$pid/cgroup'
+}
+# After the guide's virsh destroy and undefine.
+lv_stopped() {
+	local i holders=""
+	for i in /proc/[0-9]*/fd/*; do
+		[ "$(stat -L -c '%F %t:%T' "$i" 2>/dev/null)" = "character special file a:fe" ] &&
+			holders+=" $i"
+	done
+	t "libvirt: no process holds /dev/vhost-blk open" eval 'echo "$holders"; [ -z "$holders" ]'
+	t "libvirt: vhost_blk unused (refcnt 0)" \
+		eval '[ "$(cat /sys/module/vhost_blk/refcnt)" = 0 ]'
+	t "libvirt: the backend has what the guest wrote" \
+		eval 'cmp <(head -c 1048576 /dev/mapper/vm1-disk) <(yes "$PATTERN" | head -c 1048576)'
+	t "libvirt: no domain left" eval '[ -z "$(vr_run virsh list --all --name | tr -d "[:space:]")" ]'
+	# Without /dev/vhost-blk in cgroup_device_acl, QEMU may not open it.
+	sed -i 's|"/dev/vhost-blk", ||' "$root/etc/libvirt/qemu.conf"
+	t "libvirt: restarted without /dev/vhost-blk in cgroup_device_acl" lv_start
+	t "... the domain does not start: QEMU may not open /dev/vhost-blk" \
+		eval 'vr_run bash -c "cd $ASDIR && virsh define vm1.xml >/dev/null &&
+			! timeout 120 virsh start vm1 && virsh undefine vm1" 2>&1 |
+			tee /dev/stderr | grep -q "cannot open /dev/vhost-blk: Operation not permitted"'
 }
 RAN=0
 # run_group GROUP: every block of that group, in document order.
@@ -197,10 +279,15 @@ run_group() {
 		mode=${b##*-}
 		RAN=$((RAN + 1))
 		if [ "$mode" = xml ]; then
-			t "admin-guide $b: domain XML well formed, its qemu:arg values start QEMU" \
-				libvirt_block "$d"
+			t "admin-guide $b: domain XML well formed, saved as vm1.xml" xml_block "$d"
 			continue
 		fi
+		if [ "$mode" = qemu.conf ]; then
+			t "admin-guide $b: /etc/libvirt/qemu.conf, libvirtd (re)started" \
+				qemuconf_block "$d"
+			continue
+		fi
+		[ "$mode" = start ] && LV_T0=$SECONDS
 		all=""
 		while IFS=$'\t' read -r prompt cmd; do
 			user=root
@@ -228,6 +315,8 @@ run_group() {
 			fi
 		done <"$d/expect"
 		grep -q qemu-system "$d/cmds" && { qemu_gone || notok "admin-guide $b: QEMU still running"; }
+		[ "$group-$mode" = libvirt-start ] && lv_running
+		[ "$group-$mode" = libvirt-stop ] && lv_stopped
 	done
 }
 
@@ -258,7 +347,10 @@ t "the loaded module is the dkms build in /lib/modules/$ABI/updates/dkms/ (build
 t "the udev rule is installed" test -f "$root/lib/udev/rules.d/60-vhost-blk.rules"
 run_group perms
 run_group qemu
+ASDIR=/tmp
 run_group libvirt
+ASDIR=$DEBDIR
+lv_stop
 run_group trouble
 
 t "a new kernel's headers: dkms builds for $ABI2 (header_postinst.d hook)" \
