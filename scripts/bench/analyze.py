@@ -12,8 +12,9 @@ l2-*.log (fio JSON), kallsyms.
 
 Per-I/O instructions.  Each repetition of a cell ran fio for S and 3*S
 seconds, each run between two markers, so every run gives the whole
-machine's instructions I, host seconds T and completed I/Os N.  With the
-session's idle rate b (markers around a sleep, same guest(s) up), one
+machine's instructions I, seconds T (on the clock of the guest that ran
+fio, which its markers carry; the host's for older raw data) and completed
+I/Os N.  With the session's idle rate b (markers around a sleep, same guest(s) up), one
 repetition's per-I/O cost is
 
     c = ((I_long - I_short) - b * (T_long - T_short)) / (N_long - N_short)
@@ -142,9 +143,24 @@ def load_fio(raw):
     return out
 
 
+def guest_time(label):
+    """'LABEL @SECONDS' -> (LABEL, SECONDS); (label, None) without a time."""
+    m = re.match(r"^(.*) @(\d+(?:\.\d+)?)$", label)
+    return (m.group(1), float(m.group(2))) if m else (label, None)
+
+
 def intervals(labels, marks):
-    """label-without-begin/end -> (dinsn, dsec, end_seq)."""
-    iv, open_ = {}, {}
+    """label-without-begin/end -> (dinsn, dsec, end_seq).
+
+    dsec is the guest's own time between the markers when both labels
+    carry it (the clock its timer ticks follow; under -icount it is
+    instruction-driven, not the host's), else the host's.
+    """
+    iv, open_, when = {}, {}, []
+    for i, lab in enumerate(labels):
+        lab, t = guest_time(lab)
+        labels[i] = lab
+        when.append(t)
     for i, lab in enumerate(labels):
         if lab.endswith(" begin"):
             open_[lab[:-6]] = i
@@ -152,7 +168,11 @@ def intervals(labels, marks):
             k = lab[:-4]
             if k in open_:
                 b = open_.pop(k)
-                iv[k] = (marks[i][1] - marks[b][1], (marks[i][0] - marks[b][0]) / 1e9, i)
+                if when[i] is not None and when[b] is not None:
+                    dt = when[i] - when[b]
+                else:
+                    dt = (marks[i][0] - marks[b][0]) / 1e9
+                iv[k] = (marks[i][1] - marks[b][1], dt, i)
     return iv
 
 
@@ -317,7 +337,7 @@ def table(results, idle, bb_total, vb_exit):
     if any(r.get("perturbed") for r in results):
         lines.append("perturbed: counted IOPS more than the allowed factor below the "
                      "same cell without plugins; no insn/IO published for it")
-    lines.append("idle background (instructions per host second, guests up):")
+    lines.append("idle background (instructions per second of the guest clock, guests up):")
     for k in sorted(idle):
         lines.append("  %-28s %.3g" % (k, idle[k]))
     if bb_total is not None and vb_exit is not None:
@@ -548,6 +568,13 @@ def selftest():
     assert cells[0]["insn_per_io_perturbed"] == c
     assert not cells[1]["perturbed"] and cells[1]["insn_per_io"] == c, cells[1]
     assert abs(cells[1]["slowdown"] - 1.2) < 1e-9
+    # Intervals take the guest's time when both labels carry it, else the
+    # host's (marks: (host ns, instructions)).
+    labels = ["idle x begin @10.00", "idle x end @12.50", "run y begin", "run y end"]
+    marks = [(0, 100), (9 * 10**9, 400), (10 * 10**9, 500), (13 * 10**9, 900)]
+    iv = intervals(labels, marks)
+    assert iv["idle x"] == (300, 2.5, 1) and iv["run y"] == (400, 3.0, 3), iv
+    assert labels[0] == "idle x begin", labels
     print("analyze: selftest ok")
 
 

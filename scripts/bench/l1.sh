@@ -33,6 +33,7 @@
 #   VHOST_BLK_BENCH_IDLE       idle interval seconds, default S
 #   VHOST_BLK_BENCH_TOOLS      dir with vbmark (and qemu-storage-daemon)
 #   VHOST_BLK_BENCH_L2_ENGINE  fio engine in L2 (default libaio)
+#   VHOST_BLK_BENCH_FIO_EXTRA  more fio options for every run (default none)
 set -uo pipefail
 
 REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -52,9 +53,11 @@ fail=0
 
 say() { echo "bench[L1]: $*"; }
 
-# mark LABEL: record the label, then execute the marker instruction.
+# mark LABEL: record the label and the time on this machine's clock (the
+# guest's: what its timer ticks follow, also under -icount), then execute
+# the marker instruction.
 mark() {
-	echo "$1" >>"$MARKS"
+	echo "$1 @$(date +%s.%N)" >>"$MARKS"
 	"$MARK"
 }
 
@@ -124,7 +127,7 @@ fio_args() {
 	IFS=: read -r _ rw bs qd <<<"$spec"
 	echo "--name=bench --rw=$rw --bs=$bs --iodepth=$qd --numjobs=$jobs" \
 		"--group_reporting --direct=1 --time_based --runtime=$sec" \
-		"--norandommap --randrepeat=0 --output-format=json"
+		"--norandommap --randrepeat=0 --output-format=json ${VHOST_BLK_BENCH_FIO_EXTRA:-}"
 }
 
 run_native() {
@@ -184,7 +187,7 @@ l2_steps() {
 	cat <<EOF
 printf '$esc' >/bin/vbmark
 chmod +x /bin/vbmark
-mark() { echo "L2-MARK \$1"; /bin/vbmark; }
+mark() { echo "L2-MARK \$1 @\$(cut -d' ' -f1 /proc/uptime)"; /bin/vbmark; }
 log "disk: \$(cat /sys/block/vda/size) sectors, \$(ls /sys/block/vda/mq | wc -l) queues, \$(nproc) cpus"
 for i in \$(seq $REPS); do
 	mark "idle $tag/q$q/i\$i begin"
