@@ -134,6 +134,11 @@ delay_fs() {
 	truncate -s "${2}M" "$img" && loop=$(losetup -f --show "$img") || return 1
 	d=$(dm_create "$PFX-fdelay-$type" "0 $sz delay $loop 0 0") &&
 		f=$(fs_create "$type" "$d" "$type-delay") || return 1
+	# lazytime: the mtime update of a guest write opens no journal
+	# transaction, which could wait for a commit held by dm-delay and
+	# block the worker while it takes requests off the ring
+	mount -o remount,lazytime "$FSDIR/$type-delay" ||
+		{ say "$type: no lazytime"; return 1; }
 	dmsetup reload --noudevsync "$PFX-fdelay-$type" \
 		--table "0 $sz delay $loop 0 $DELAY_MS" >/dev/null 2>&1 &&
 		dmsetup resume --noudevsync "$PFX-fdelay-$type" >/dev/null 2>&1 ||
