@@ -28,6 +28,10 @@
 # with SIGTERM after L2-DONE).  Exit status: QEMU's, 0 after L2-DONE, 124
 # on timeout, 2 on bad usage.  Timings go to stderr:
 #   l2: accel=kvm booted in X s, done in Y s (exit N)
+# On a timeout, l2.sh first asks QEMU (on a monitor socket of its own) for
+# the state of the stuck guest: LOG.diag gets "info cpus", the registers
+# and local APIC of every vCPU and the virtqueues of every virtio device;
+# stderr gets each vCPU's RIP, RFLAGS and halted state.
 #
 # Paths come from this checkout's build/l2.env (VB_L2_ENV, written by
 # tests/prepare.d/50-qemu-guest.sh), else from $VB_CACHE/l2.env (written by
@@ -62,6 +66,45 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$steps" ] && [ -n "$log" ] || { echo "l2: --steps and --log are required" >&2; exit 2; }
 
+# diag SOCKET - the guest's vCPU and virtqueue state, from QEMU's monitor
+diag() {
+	timeout 60 python3 - "$1" "$smp" <<'PY'
+import json, re, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(20)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+def reply():
+    while True:
+        m = json.loads(f.readline())
+        if "event" not in m:
+            return m
+def hmp(line, show=True):
+    f.write(json.dumps({"execute": "human-monitor-command",
+                        "arguments": {"command-line": line}}) + "\n")
+    f.flush()
+    out = reply().get("return", "")
+    if show:
+        print("### " + line + "\n" + out)
+    return out
+reply()
+f.write('{"execute": "qmp_capabilities"}\n')
+f.flush()
+reply()
+hmp("info status")
+hmp("info cpus")
+hmp("info registers -a")
+for cpu in range(int(sys.argv[2])):
+    hmp("cpu %d" % cpu, False)
+    hmp("info lapic")
+for path in re.findall(r"^(/machine/\S+)", hmp("info virtio"), re.M):
+    for q in range(16):
+        if "Invalid" in hmp("info virtio-queue-status %s %d" % (path, q)):
+            break
+        hmp("info virtio-vhost-queue-status %s %d" % (path, q))
+PY
+}
+
 # kvm_works - QEMU can create a KVM VM here (a missing module, a /dev/kvm
 # without SVM/VMX support or without permission all fail at once).
 kvm_works() {
@@ -93,6 +136,7 @@ cat "$GUEST_INITRD" "$work/steps.cpio.gz" >"$work/initrd"
 
 args=(-M q35 "${accel_args[@]}" -smp "$smp" -m "$mem"
 	-nodefaults -no-user-config -display none -monitor none
+	-qmp "unix:$work/diag.sock,server=on,wait=off"
 	-serial "file:$log"
 	-L /usr/share/qemu -L /usr/share/seabios -bios qboot.rom
 	-kernel "$GUEST_KERNEL" -initrd "$work/initrd"
@@ -125,7 +169,10 @@ while :; do
 		fi
 	fi
 	if awk -v e="$el" -v t="$timeout" 'BEGIN { exit !(e > t) }'; then
-		echo "l2: timeout after ${timeout}s, killing QEMU" >&2
+		echo "l2: timeout after ${timeout}s, killing QEMU (state: $log.diag)" >&2
+		diag "$work/diag.sock" >"$log.diag" 2>&1
+		awk '/^CPU#/ { c = $1 } /^RIP=/ { print "l2: " c, $1, $2, $(NF - 1), $NF }' \
+			"$log.diag" >&2
 		kill -TERM "$qpid" 2>/dev/null || true
 		sleep 2
 		kill -KILL "$qpid" 2>/dev/null || true
