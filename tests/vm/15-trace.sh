@@ -147,12 +147,14 @@ tool_run() {
 
 if ! command -v perf >/dev/null; then
 	notok "perf trace: perf installed (linux-perf)"
-elif tool_run "perf trace" perf trace -a --no-syscalls --libtraceevent_print -e 'vhost_blk:*' \
+elif tool_run "perf trace" perf trace -a --no-syscalls --sort-events --libtraceevent_print -e 'vhost_blk:*' \
 	-o /tmp/vblk_perf.txt -- $STRESS; then
 	# "vhost_blk:vhost_blk_req_done(dev=1 vq=0 head=3 ...)" as ftrace
 	# prints it.  (Without --libtraceevent_print perf trace names the
 	# fields, "req_head: 3", and its status did not read as a number for
-	# most completions.)
+	# most completions.  Without --sort-events it prints each CPU's
+	# events as they come: on 6.12 a request's start on one CPU once came
+	# after its completion on the other, a false "orphan" completion.)
 	sed -nE 's/.*vhost_blk:(vhost_blk_[a-z_]+)\((.*)\)[[:space:]]*$/\1|\2/p; /LOST [0-9]+ events/p' \
 		/tmp/vblk_perf.txt | awk -F'|' '
 		/LOST/ { print "LOST 1 EVENTS"; next }
