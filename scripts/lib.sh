@@ -21,6 +21,7 @@
 #   vb_kernel_errors FILE...            the lines of kernel logs that fail a run
 #   VB_L2_ENV                           where the L2 guest's paths are recorded
 #   ok / notok / skip / tap_done        TAP for suites (see below)
+# The suites that boot an L2 guest add scripts/guest/l2lib.sh.
 
 [[ -n "${VB_LIB_LOADED:-}" ]] && return 0
 VB_LIB_LOADED=1
@@ -197,27 +198,29 @@ vb_kernel_errors()
 }
 
 # TAP for suites:  ok DESC / notok DESC / skip DESC REASON print one
-# numbered line each; tap_done prints the plan ("1..N") and returns 1 when
-# a case failed.  VB_TAP_N and VB_TAP_FAILS count them.
+# numbered line each, DESC after $VB_TAP_PREFIX (e.g. "e2e: "); tap_done
+# prints the plan ("1..N") and returns 1 when a case failed.  VB_TAP_N and
+# VB_TAP_FAILS count them.
 VB_TAP_N=0
 VB_TAP_FAILS=0
+VB_TAP_PREFIX=${VB_TAP_PREFIX:-}
 ok()
 {
 	VB_TAP_N=$((VB_TAP_N + 1))
-	echo "ok $VB_TAP_N - $*"
+	echo "ok $VB_TAP_N - $VB_TAP_PREFIX$*"
 }
 
 notok()
 {
 	VB_TAP_N=$((VB_TAP_N + 1))
 	VB_TAP_FAILS=$((VB_TAP_FAILS + 1))
-	echo "not ok $VB_TAP_N - $*"
+	echo "not ok $VB_TAP_N - $VB_TAP_PREFIX$*"
 }
 
 skip()
 {
 	VB_TAP_N=$((VB_TAP_N + 1))
-	echo "ok $VB_TAP_N - $1 # SKIP $2"
+	echo "ok $VB_TAP_N - $VB_TAP_PREFIX$1 # SKIP $2"
 }
 
 tap_done()

@@ -55,4 +55,46 @@ if [ "$(vb_tap_count "$t/tap")" = "2 1 1" ]; then
 else
 	notok "harness: TAP counting gives '$(vb_tap_count "$t/tap")', want '2 1 1'"
 fi
+# scripts/guest/qmp.py, the L2 suites' QMP client, against a QEMU without
+# a machine: a return value, a failed command's QMPError with QEMU's
+# description (and the command-line form's exit status), an event that
+# does not come within its timeout and one that does.
+qemu=${VHOST_BLK_QEMU:-qemu-system-x86_64}
+if command -v "$qemu" >/dev/null; then
+	"$qemu" -M none -nodefaults -display none \
+		-qmp "unix:$t/qmp.sock,server=on,wait=off" &
+	qpid=$!
+	cli=$(timeout 60 python3 "$VB_REPO/scripts/guest/qmp.py" "$t/qmp.sock" \
+		device_add '{"driver": "no-such-device"}' 2>&1; echo "exit $?")
+	out=$(PYTHONPATH=$VB_REPO/scripts/guest timeout 60 python3 - "$t/qmp.sock" 2>&1 <<'PY'
+import sys
+import qmp
+q = qmp.QMP(sys.argv[1], timeout=30)
+print(q.execute("query-status")["status"])
+try:
+    q.execute("device_add", driver="no-such-device")
+    print("no error")
+except qmp.QMPError as e:
+    print("error", e.error_class, e.desc)
+print("no STOP" if q.wait_event("STOP", 0.5) is None else "early STOP")
+q.execute("stop")
+ev = q.wait_event("STOP", 10)
+print(ev["event"] if ev else "no STOP after stop")
+q.execute("quit")
+PY
+)
+	wait "$qpid"
+	want="running
+error GenericError 'no-such-device' is not a valid device model name
+no STOP
+STOP"
+	if [ "$out" = "$want" ] && [[ "$cli" == *"'no-such-device' is not a valid"*"exit 1" ]]; then
+		ok "harness: qmp.py: return value, QMPError with QEMU's description, event wait with timeout"
+	else
+		notok "harness: qmp.py: return value, QMPError with QEMU's description, event wait with timeout"
+		printf '%s\n%s\n' "$out" "$cli" | sed 's/^/# /'
+	fi
+else
+	skip "harness: qmp.py against QEMU" "no $qemu"
+fi
 tap_done

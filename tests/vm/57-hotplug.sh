@@ -28,65 +28,13 @@
 # 1 MiB written before the unplug.  Finally the L1 kernel log got no
 # warning.
 set -uo pipefail
+. "$(dirname "$0")/../../scripts/guest/l2lib.sh"
 
-REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
-CACHE=${VB_CACHE:-${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}}
-L2=$REPO/scripts/guest/l2.sh
-OUT=${VHOST_BLK_OUT:-/tmp}/hotplug
-PLAN=16
-rm -rf "$OUT"
-mkdir -p "$OUT"
-
-n=0
-tap() {	# tap ok|notok NAME
-	n=$((n + 1))
-	if [ "$1" = ok ]; then
-		echo "ok $n - hotplug: $2"
-	else
-		echo "not ok $n - hotplug: $2"
-	fi
-}
-diag() { sed 's/^/# /'; }
-
-echo "1..$PLAN"
-bail() {
-	while [ $n -lt $PLAN ]; do
-		tap notok "$1"
-	done
-	exit 1
-}
-L2_ENV=$REPO/build/l2.env	# VB_L2_ENV of scripts/lib.sh
-[ -r "$L2_ENV" ] || L2_ENV=$CACHE/l2.env
-[ -r "$L2_ENV" ] ||
-	bail "QEMU/guest not built ($L2_ENV missing: tests/prepare.d/50-qemu-guest.sh)"
-. "$L2_ENV"
-QEMU=${VHOST_BLK_QEMU_L2:-$QEMU}	# a QEMU build of one's own
-export QEMU GUEST_KERNEL GUEST_INITRD
-[ -c /dev/vhost-blk ] || bail "/dev/vhost-blk missing (vhost_blk not loaded)"
-for d in ram0 ram1; do
-	[ -b /dev/$d ] || bail "/dev/$d missing (brd not loaded)"
-done
+l2_begin hotplug 16
+l2_need_disks ram0 ram1
 dd if=/dev/zero of=/dev/ram0 bs=1M count=16 status=none
 dd if=/dev/zero of=/dev/ram1 bs=1M count=16 status=none
 dmesg_lines=$(dmesg | wc -l)
-
-results() {	# results NAME...: one TAP line per expected guest case
-	local name line
-	for name in "$@"; do
-		line=$(grep -a "^L2-RESULT .*ok $name\b" "$OUT/serial.log" | tail -1)
-		case $line in
-		"L2-RESULT ok $name"*) tap ok "$name" ;;
-		"L2-RESULT not ok $name"*)
-			tap notok "$name"
-			grep -a '^L2-LOG' "$OUT/serial.log" | tail -25 | diag
-			;;
-		*)
-			tap notok "$name (no result: the guest did not get there)"
-			tail -30 "$OUT/serial.log" | diag
-			;;
-		esac
-	done
-}
 
 cat >"$OUT/steps.sh" <<'STEPS'
 FIO="fio --direct=1 --ioengine=libaio"
@@ -159,127 +107,69 @@ echo "L2-HP-END"
 STEPS
 
 # The L1 side, on the QMP monitor, following the guest's markers.
-QMP=/tmp/hotplug-qmp.$$.sock
-rm -f "$OUT/qemu.pid"
-python3 -u - "$QMP" "$OUT/qemu.pid" "$OUT/serial.log" /dev/ram1 \
+python3 -u - "$QMP" "$OUT/qemu.pid" "$SERIAL" /dev/ram1 \
 	>"$OUT/qmp.out" 2>&1 <<'PY' &
-import collections, json, os, socket, sys, time
+import collections, json, sys, time
+import qmp
 sock, pidfile, serial, backend = sys.argv[1:5]
-def wait_serial(marker, limit):
-    end = time.time() + limit
-    while time.time() < end:
-        try:
-            with open(serial, "rb") as f:
-                if any(l.startswith(marker.encode()) for l in f):
-                    return True
-        except OSError:
-            pass
-        time.sleep(1)
-    print("TIMEOUT waiting for", marker)
-    return False
-pid = None
-end = time.time() + 600
-while time.time() < end:
-    try:
-        pid = open(pidfile).read().strip()
-    except OSError:
-        pass
-    if pid and os.path.exists(sock):
-        break
-    time.sleep(0.5)
+q = qmp.QMP(sock)
+pid = qmp.pidfile(pidfile)
 print("QEMU-PID", pid)
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(300)
-s.connect(sock)
-f = s.makefile("rw")
-events = []
-def reply():
-    while True:
-        m = json.loads(f.readline())
-        if "event" in m:
-            events.append(m)
-        else:
-            return m
-def cmd(name, args=None):
-    msg = {"execute": name}
-    if args:
-        msg["arguments"] = args
-    f.write(json.dumps(msg) + "\n")
-    f.flush()
-    return reply()
 def fds():
-    out = []
-    for d in os.listdir("/proc/%s/fd" % pid):
-        try:
-            out.append(os.readlink("/proc/%s/fd/%s" % (pid, d)))
-        except OSError:
-            pass
-    return collections.Counter(out)
+    return qmp.fds(pid)
 def show(c):
     return json.dumps(sorted(c.elements()))
 def noev(c):	# the eventfds come and go with the driver (DRIVER_OK, reset)
     return collections.Counter({k: v for k, v in c.items()
                                 if k != "anon_inode:[eventfd]"})
-def deleted(dev):
-    return any(e["event"] == "DEVICE_DELETED" and
-               e.get("data", {}).get("device") == dev for e in events)
-reply()
-cmd("qmp_capabilities")
-if not wait_serial("L2-HP-READY", 2400):
+if not qmp.wait_log(serial, "L2-HP-READY", 2400):
     sys.exit(1)
 base = fds()
-r = cmd("device_add", {"driver": "vhost-blk-pci", "id": "bad", "bus": "rp1",
+r = q.cmd("device_add", **{"driver": "vhost-blk-pci", "id": "bad", "bus": "rp1",
                        "backend": "/nonexistent/disk.img"})
 after = fds()
 print("BAD", "error" if "error" in r else "accepted",
       "noleak" if after == base else "leaked " + show(after - base))
 print("BADMSG", r.get("error", {}).get("desc", ""))
-r = cmd("device_add", {"driver": "vhost-blk-pci", "id": "hp1", "bus": "rp1",
+r = q.cmd("device_add", **{"driver": "vhost-blk-pci", "id": "hp1", "bus": "rp1",
                        "backend": backend, "num-queues": 1})
 plugged = fds()
 print("PLUG", "ok" if "return" in r else json.dumps(r), show(noev(plugged - base)))
-if not wait_serial("L2-HP-UNPLUG", 1800):
+if not qmp.wait_log(serial, "L2-HP-UNPLUG", 1800):
     sys.exit(1)
 busy = fds()
 print("BUSY-OPENED", show(busy - base))
 t0 = time.time()
-r = cmd("device_del", {"id": "hp1"})
+r = q.cmd("device_del", id="hp1")
 print("DEL", "ok" if "return" in r else json.dumps(r))
 worst = 0.0
 n = 0
-while not deleted("hp1") and time.time() - t0 < 1200:
+deleted = q.wait_event("DEVICE_DELETED", 0, device="hp1")
+while not deleted and time.time() - t0 < 1200:
     t = time.time()
-    cmd("query-status")
+    q.cmd("query-status")
     worst = max(worst, time.time() - t)
     n += 1
-    time.sleep(0.5)
-print("DELETED", "yes" if deleted("hp1") else "no",
+    deleted = q.wait_event("DEVICE_DELETED", 0.5, device="hp1")
+print("DELETED", "yes" if deleted else "no",
       "after %.1f s; %d query-status, slowest %.2f s" % (time.time() - t0, n, worst))
 time.sleep(1)
 gone = fds()
 print("CLOSED", show(busy - gone))
 print("OPENED", show(gone - busy))
 print("BASE", "same" if gone == base else "differs " + show(gone - base) + " " + show(base - gone))
-if not wait_serial("L2-HP-REPLUG", 1800):
+if not qmp.wait_log(serial, "L2-HP-REPLUG", 1800):
     sys.exit(1)
-r = cmd("device_add", {"driver": "vhost-blk-pci", "id": "hp1", "bus": "rp1",
+r = q.cmd("device_add", **{"driver": "vhost-blk-pci", "id": "hp1", "bus": "rp1",
                        "backend": backend, "num-queues": 1})
 print("REPLUG", "ok" if "return" in r else json.dumps(r))
 PY
-qmp_pid=$!
+l2_bg $!
 
-"$L2" --steps "$OUT/steps.sh" --log "$OUT/serial.log" --timeout 600 \
-	--tcg-timeout 2400 -- -qmp "unix:$QMP,server=on,wait=off" \
-	-pidfile "$OUT/qemu.pid" \
+l2_run --timeout 600 --tcg-timeout 2400 -- -pidfile "$OUT/qemu.pid" \
 	-global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off \
 	-device pcie-root-port,id=rp1,chassis=1,slot=1 \
-	-device vhost-blk-pci,id=vd0,backend=/dev/ram0,num-queues=1 \
-	2>"$OUT/l2.err"
-rc=$?
-diag <"$OUT/l2.err"
-kill "$qmp_pid" 2>/dev/null
-wait "$qmp_pid" 2>/dev/null
-rm -f "$QMP"
+	-device vhost-blk-pci,id=vd0,backend=/dev/ram0,num-queues=1
 q() { grep -a "^$1 " "$OUT/qmp.out" | head -1 | cut -d' ' -f2-; }
 qfail() { diag <"$OUT/qmp.out"; }
 
@@ -287,33 +177,33 @@ qfail() { diag <"$OUT/qmp.out"; }
 msg=$(q BADMSG)
 if [[ "$(q BAD)" == "error noleak" &&
 	"$msg" == "vhost-blk: cannot open backend: "*"/nonexistent/disk.img"* ]]; then
-	tap ok "device_add with a missing backend refused, no fd leaked: $msg"
+	ok "device_add with a missing backend refused, no fd leaked: $msg"
 else
-	tap notok "device_add with a missing backend refused, no fd leaked"
+	notok "device_add with a missing backend refused, no fd leaked"
 	qfail
 fi
 # plug: the backend and one /dev/vhost-blk, nothing else yet
 if [ "$(q PLUG)" = "ok [\"/dev/ram1\", \"/dev/vhost-blk\"]" ]; then
-	tap ok "device_add opens the backend and one /dev/vhost-blk"
+	ok "device_add opens the backend and one /dev/vhost-blk"
 else
-	tap notok "device_add opens the backend and one /dev/vhost-blk"
+	notok "device_add opens the backend and one /dev/vhost-blk"
 	qfail
 fi
-results hotplug-disk-appears write-before-unplug fio-running-on-both-disks
+l2_results hotplug-disk-appears write-before-unplug fio-running-on-both-disks
 del=$(q DELETED)
 if [ "$(q DEL)" = ok ] && [[ "$del" == "yes "* ]]; then
-	tap ok "device_del under fio: DEVICE_DELETED ${del#yes }"
+	ok "device_del under fio: DEVICE_DELETED ${del#yes }"
 else
-	tap notok "device_del under fio: DEVICE_DELETED arrives"
+	notok "device_del under fio: DEVICE_DELETED arrives"
 	qfail
 fi
 # QMP stayed responsive: no query-status round trip during the unplug
 # took longer than 10 s (nested TCG: the monitor is slow, never stuck)
 slow=$(sed -n 's/.*slowest \([0-9.]*\) s.*/\1/p' <<<"$del")
 if [ -n "$slow" ] && awk -v s="$slow" 'BEGIN { exit !(s < 10) }'; then
-	tap ok "QMP responsive during the unplug (slowest query-status ${slow} s)"
+	ok "QMP responsive during the unplug (slowest query-status ${slow} s)"
 else
-	tap notok "QMP responsive during the unplug (slowest query-status ${slow:-?} s)"
+	notok "QMP responsive during the unplug (slowest query-status ${slow:-?} s)"
 	qfail
 fi
 # closed: the backend, one /dev/vhost-blk and eventfds only
@@ -324,31 +214,26 @@ print(" ".join(x for x in c if x != "anon_inode:[eventfd]") or "none",
       c.count("anon_inode:[eventfd]"))' "$closed" 2>/dev/null)
 if [ "${others% *}" = "/dev/ram1 /dev/vhost-blk" ] && [ "$(q OPENED)" = "[]" ] &&
 	[ "$(q BASE)" = same ]; then
-	tap ok "unplug closed the backend, one /dev/vhost-blk and ${others##* } eventfds; fds as before the plug"
+	ok "unplug closed the backend, one /dev/vhost-blk and ${others##* } eventfds; fds as before the plug"
 else
-	tap notok "unplug closed exactly the backend and one /dev/vhost-blk (closed: ${others:-?})"
+	notok "unplug closed exactly the backend and one /dev/vhost-blk (closed: ${others:-?})"
 	qfail
 fi
-results unplug-disk-gone fio-on-unplugged-disk-ends fio-verify-other-disk-across-unplug
+l2_results unplug-disk-gone fio-on-unplugged-disk-ends fio-verify-other-disk-across-unplug
 if [ "$(q REPLUG)" = ok ]; then
-	tap ok "device_add of the same backend again"
+	ok "device_add of the same backend again"
 else
-	tap notok "device_add of the same backend again"
+	notok "device_add of the same backend again"
 	qfail
 fi
-results replug-disk-appears replug-data-written-before-intact
-if [ $rc -eq 0 ] && grep -aq '^L2-HP-END' "$OUT/serial.log"; then
-	tap ok "L2 run completed, guest not hung ($(grep -o 'booted in.*' "$OUT/l2.err"))"
-else
-	tap notok "L2 run completed (exit $rc)"
-	tail -20 "$OUT/serial.log" | diag
-	qfail
-fi
+l2_results replug-disk-appears replug-data-written-before-intact
+l2_completed L2-HP-END ", guest not hung" || qfail
 bad=$(dmesg | tail -n +"$((dmesg_lines + 1))" |
 	grep -E 'WARNING|BUG|Oops|blocked for more than|hung_task|vhost.*(error|fail)')
 if [ -z "$bad" ]; then
-	tap ok "L1 kernel log clean"
+	ok "L1 kernel log clean"
 else
-	tap notok "L1 kernel log clean"
+	notok "L1 kernel log clean"
 	diag <<<"$bad"
 fi
+l2_done

@@ -20,67 +20,15 @@
 # and after the rebooted driver's attach only queue 0: a stale ring of
 # the first driver is never served.
 set -uo pipefail
-
-REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
-CACHE=${VB_CACHE:-${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}}
-L2=$REPO/scripts/guest/l2.sh
-OUT=${VHOST_BLK_OUT:-/tmp}/reset
+. "$(dirname "$0")/../../scripts/guest/l2lib.sh"
 T=/sys/kernel/tracing
-PLAN=9
-rm -rf "$OUT"
-mkdir -p "$OUT"
 
-n=0
-tap() {	# tap ok|notok NAME
-	n=$((n + 1))
-	if [ "$1" = ok ]; then
-		echo "ok $n - reset: $2"
-	else
-		echo "not ok $n - reset: $2"
-	fi
-}
-diag() { sed 's/^/# /'; }
-
-echo "1..$PLAN"
-bail() {
-	while [ $n -lt $PLAN ]; do
-		tap notok "$1"
-	done
-	exit 1
-}
-L2_ENV=$REPO/build/l2.env	# VB_L2_ENV of scripts/lib.sh
-[ -r "$L2_ENV" ] || L2_ENV=$CACHE/l2.env
-[ -r "$L2_ENV" ] ||
-	bail "QEMU/guest not built ($L2_ENV missing: tests/prepare.d/50-qemu-guest.sh)"
-. "$L2_ENV"
-QEMU=${VHOST_BLK_QEMU_L2:-$QEMU}	# a QEMU build of one's own
-export QEMU GUEST_KERNEL GUEST_INITRD
-[ -c /dev/vhost-blk ] || bail "/dev/vhost-blk missing (vhost_blk not loaded)"
-for d in ram2 ram3; do
-	[ -b /dev/$d ] || bail "/dev/$d missing (brd not loaded)"
-done
+l2_begin reset 9
+l2_need_disks ram2 ram3
 [ -d $T/events ] || mount -t tracefs nodev $T 2>/dev/null
-[ -d $T/events/vhost_blk ] || bail "no vhost_blk trace events in $T"
+[ -d $T/events/vhost_blk ] || l2_bail "no vhost_blk trace events in $T"
 dd if=/dev/zero of=/dev/ram2 bs=1M count=16 status=none
 dd if=/dev/zero of=/dev/ram3 bs=1M count=1 status=none
-
-results() {	# results NAME...: one TAP line per expected guest case
-	local name line
-	for name in "$@"; do
-		line=$(grep -a "^L2-RESULT .*ok $name\b" "$OUT/serial.log" | tail -1)
-		case $line in
-		"L2-RESULT ok $name"*) tap ok "$name" ;;
-		"L2-RESULT not ok $name"*)
-			tap notok "$name"
-			grep -a '^L2-LOG' "$OUT/serial.log" | tail -25 | diag
-			;;
-		*)
-			tap notok "$name (no result: the guest did not get there)"
-			tail -30 "$OUT/serial.log" | diag
-			;;
-		esac
-	done
-}
 
 cat >"$OUT/steps.sh" <<'STEPS'
 FIO="fio --direct=1 --ioengine=libaio"
@@ -125,44 +73,12 @@ PHASE1*)
 esac
 STEPS
 
-QMP=/tmp/reset-qmp.$$.sock
-python3 -u - "$QMP" "$OUT/serial.log" >"$OUT/qmp.out" 2>&1 <<'PY' &
-import json, os, socket, sys, time
+python3 -u - "$QMP" "$SERIAL" >"$OUT/qmp.out" 2>&1 <<'PY' &
+import json, sys, time
+import qmp
 sock, serial = sys.argv[1:3]
-def wait_serial(marker, limit):
-    end = time.time() + limit
-    while time.time() < end:
-        try:
-            with open(serial, "rb") as f:
-                if any(l.startswith(marker.encode()) for l in f):
-                    return True
-        except OSError:
-            pass
-        time.sleep(1)
-    print("TIMEOUT waiting for", marker)
-    return False
-end = time.time() + 600
-while time.time() < end and not os.path.exists(sock):
-    time.sleep(0.5)
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(300)
-s.connect(sock)
-f = s.makefile("rw")
-def reply():
-    while True:
-        m = json.loads(f.readline())
-        if "event" not in m:
-            return m
-def cmd(name, args=None):
-    msg = {"execute": name}
-    if args:
-        msg["arguments"] = args
-    f.write(json.dumps(msg) + "\n")
-    f.flush()
-    return reply()
-reply()
-cmd("qmp_capabilities")
-if not wait_serial("L2-RESET-NOW", 2400):
+q = qmp.QMP(sock)
+if not qmp.wait_log(serial, "L2-RESET-NOW", 2400):
     sys.exit(1)
 # reset only once fio keeps the second queue busy (nested TCG: fio takes
 # a while to get going)
@@ -175,44 +91,36 @@ while time.time() < end:
         break
     time.sleep(2)
 print("QUEUE1", q1)
-r = cmd("system_reset")
+r = q.cmd("system_reset")
 print("RESET", "ok" if "return" in r else json.dumps(r))
 with open("/sys/kernel/tracing/trace_marker", "w") as m:
     m.write("vhost-blk-test: system_reset\n")
 PY
-qmp_pid=$!
+l2_bg $!
 
 echo 0 >$T/tracing_on
 : >$T/trace
 echo 8192 >$T/buffer_size_kb
 echo 1 >$T/events/vhost_blk/enable
 echo 1 >$T/tracing_on
-"$L2" --steps "$OUT/steps.sh" --log "$OUT/serial.log" --timeout 600 \
-	--tcg-timeout 2400 --smp 2 --reboot-ok \
+l2_run --timeout 600 --tcg-timeout 2400 --smp 2 --reboot-ok \
 	--append virtio_blk.num_request_queues=1 -- \
-	-qmp "unix:$QMP,server=on,wait=off" \
 	-device vhost-blk-pci,backend=/dev/ram2,num-queues=4 \
-	-device vhost-blk-pci,backend=/dev/ram3,num-queues=1 \
-	2>"$OUT/l2.err"
-rc=$?
+	-device vhost-blk-pci,backend=/dev/ram3,num-queues=1
 echo 0 >$T/tracing_on
 echo 0 >$T/events/vhost_blk/enable
 cat $T/trace >"$OUT/trace.txt"
 : >$T/trace
 echo 1408 >$T/buffer_size_kb
-diag <"$OUT/l2.err"
-kill "$qmp_pid" 2>/dev/null
-wait "$qmp_pid" 2>/dev/null
-rm -f "$QMP"
 
-results driver-2-queues-before-reset fio-running-before-reset
+l2_results driver-2-queues-before-reset fio-running-before-reset
 if grep -q '^RESET ok' "$OUT/qmp.out"; then
-	tap ok "system_reset under fio on 2 queues"
+	ok "system_reset under fio on 2 queues"
 else
-	tap notok "system_reset under fio on 2 queues"
+	notok "system_reset under fio on 2 queues"
 	diag <"$OUT/qmp.out"
 fi
-results reboot-driver-1-queue reset-data-written-before-intact \
+l2_results reboot-driver-1-queue reset-data-written-before-intact \
 	fio-verify-1-queue-after-reset
 # The trace: the 4-queue device is the one that served queue 1.  Count
 # its requests per queue before the reset, and from its first attach
@@ -244,19 +152,15 @@ read -r dev q1_before q0_after q123_after < <(awk '
 	}' "$OUT/trace.txt")
 stat="device $dev: queue 1 before the reset: $q1_before requests; after the reset and its attach: queue 0 $q0_after, queues 1-3 $q123_after"
 if [ "$dev" != none ] && [ "$q1_before" -ge 32 ] && [ "$q0_after" -gt 0 ]; then
-	tap ok "trace: the first driver used queue 1, the rebooted one queue 0 ($stat)"
+	ok "trace: the first driver used queue 1, the rebooted one queue 0 ($stat)"
 else
-	tap notok "trace: the first driver used queue 1, the rebooted one queue 0 ($stat)"
+	notok "trace: the first driver used queue 1, the rebooted one queue 0 ($stat)"
 	grep -c vhost_blk_ "$OUT/trace.txt" | diag
 fi
 if [ "$dev" != none ] && [ "$q123_after" = 0 ]; then
-	tap ok "no stale ring served after the reset: queues 1-3 idle after the rebooted driver's attach ($q0_after requests on queue 0)"
+	ok "no stale ring served after the reset: queues 1-3 idle after the rebooted driver's attach ($q0_after requests on queue 0)"
 else
-	tap notok "no stale ring served after the reset ($stat)"
+	notok "no stale ring served after the reset ($stat)"
 fi
-if [ $rc -eq 0 ] && grep -aq '^L2-PHASE2' "$OUT/serial.log"; then
-	tap ok "L2 run completed, guest rebooted ($(grep -o 'booted in.*' "$OUT/l2.err"))"
-else
-	tap notok "L2 run completed (exit $rc)"
-	tail -20 "$OUT/serial.log" | diag
-fi
+l2_completed L2-PHASE2 ", guest rebooted"
+l2_done
