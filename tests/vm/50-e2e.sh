@@ -33,63 +33,10 @@
 # logical_block_size=3000 and a missing /dev/vhost-blk; QEMU's copies of
 # the module's limits equal <linux/vhost_blk.h>.
 set -uo pipefail
+. "$(dirname "$0")/../../scripts/guest/l2lib.sh"
 
-REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
-CACHE=${VB_CACHE:-${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}}
-L2=$REPO/scripts/guest/l2.sh
-OUT=${E2E_OUT:-${VHOST_BLK_OUT:-/tmp}/e2e}
-PLAN=32
-mkdir -p "$OUT"
-
-n=0
-tap() {	# tap ok|notok NAME
-	n=$((n + 1))
-	if [ "$1" = ok ]; then
-		echo "ok $n - e2e: $2"
-	else
-		echo "not ok $n - e2e: $2"
-	fi
-}
-diag() { sed 's/^/# /'; }
-
-# results LOG NAME...: one TAP line per expected guest case
-results() {
-	local log=$1 name line
-	shift
-	for name in "$@"; do
-		line=$(grep -a "^L2-RESULT .*ok $name\b" "$log" | tail -1)
-		case $line in
-		"L2-RESULT ok $name"*) tap ok "$name" ;;
-		"L2-RESULT not ok $name"*)
-			tap notok "$name"
-			grep -a '^L2-LOG' "$log" | tail -25 | diag
-			;;
-		*)
-			tap notok "$name (no result: the guest did not get there)"
-			tail -30 "$log" | diag
-			;;
-		esac
-	done
-}
-
-echo "1..$PLAN"
-bail() {
-	while [ $n -lt $PLAN ]; do
-		tap notok "$1"
-	done
-	exit 1
-}
-L2_ENV=$REPO/build/l2.env	# VB_L2_ENV of scripts/lib.sh
-[ -r "$L2_ENV" ] || L2_ENV=$CACHE/l2.env
-[ -r "$L2_ENV" ] ||
-	bail "QEMU/guest not built ($L2_ENV missing: tests/prepare.d/50-qemu-guest.sh)"
-. "$L2_ENV"
-QEMU=${VHOST_BLK_QEMU_L2:-$QEMU}	# a QEMU build of one's own
-export QEMU GUEST_KERNEL GUEST_INITRD
-[ -c /dev/vhost-blk ] || bail "/dev/vhost-blk missing (vhost_blk not loaded)"
-for d in ram0 ram1 ram2 ram3; do
-	[ -b /dev/$d ] || bail "/dev/$d missing (brd not loaded)"
-done
+l2_begin e2e 32
+l2_need_disks ram0 ram1 ram2 ram3
 
 # null_blk with a volatile write cache: its stat counts flush requests.
 NULLB=/sys/kernel/config/nullb/e2e
@@ -194,77 +141,42 @@ STEPS
 
 # L1 side of the stop/cont case: once the guest starts that fio, pause
 # the VM on the monitor for a few seconds, resume it, then try to migrate.
-QMP=/tmp/e2e-qmp.$$.sock
-qmp_script() {
-	python3 - "$QMP" "/sys/block/$(basename "${nullb_dev:-none}")/stat" \
-		"$OUT/serial.log" <<'PY'
-import fcntl, json, os, socket, struct, sys, time
-# VHOST_BLK_GET_CAPS = _IOR(VHOST_VIRTIO, 0x53, __u64)
-try:
-    fd = os.open("/dev/vhost-blk", os.O_RDWR)
-    caps = struct.unpack("Q", fcntl.ioctl(fd, 0x8008AF53, bytes(8)))[0]
-    os.close(fd)
-except OSError:
-    caps = 0
-EXACT_LOG = caps & 1
-print("QMP-CAPS", caps)
+caps=$(l2_caps)
+python3 -u - "$QMP" "/sys/block/$(basename "${nullb_dev:-none}")/stat" \
+	"$SERIAL" "$caps" >"$OUT/qmp.out" 2>&1 <<'PY' &
+import json, sys, time
+import qmp
+sock, stat, serial, caps = sys.argv[1:5]
+EXACT_LOG = int(caps) & 1
 def flushes():
     try:
-        with open(sys.argv[2]) as f:
+        with open(stat) as f:
             return int(f.read().split()[15])	# field 16: flush I/Os
     except (OSError, IndexError, ValueError):
         return -1
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(120)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-def reply():
-    while True:
-        m = json.loads(f.readline())
-        if "event" not in m:
-            return m
-def cmd(name, args=None):
-    msg = {"execute": name}
-    if args:
-        msg["arguments"] = args
-    f.write(json.dumps(msg) + "\n")
-    f.flush()
-    return reply()
-reply()
-cmd("qmp_capabilities")
+q = qmp.QMP(sock)
+qmp.wait_log(serial, "L2-STOPCONT-BEGIN", 1200)
+time.sleep(15)	# fio starts slowly in the nested guest
 before = flushes()
-r = cmd("stop")
+r = q.cmd("stop")
 print("QMP-STOP", "ok" if "return" in r else r)
 time.sleep(5)
-r = cmd("query-status")
+r = q.cmd("query-status")
 print("QMP-STATUS", r.get("return", {}).get("status"))
 print("QMP-FLUSHES", before, flushes())
-r = cmd("cont")
+r = q.cmd("cont")
 print("QMP-CONT", "ok" if "return" in r else r)
 if not EXACT_LOG:
-    r = cmd("migrate", {"uri": "exec:cat >/dev/null"})
+    r = q.cmd("migrate", uri="exec:cat >/dev/null")
     print("QMP-MIGRATE", json.dumps(r))
 sys.stdout.flush()
 # system_reset once the guest runs fio on vdd's queues
-for _ in range(1200):
-    with open(sys.argv[3], errors="replace") as log:
-        if "L2-RESET-ME" in log.read():
-            break
-    time.sleep(1)
+qmp.wait_log(serial, "L2-RESET-ME", 1200)
 time.sleep(10)	# fio starts slowly in the nested guest
-r = cmd("system_reset")
+r = q.cmd("system_reset")
 print("QMP-RESET", "ok" if "return" in r else r)
 PY
-}
-(
-	for _ in $(seq 1200); do
-		grep -aq '^L2-STOPCONT-BEGIN' "$OUT/serial.log" 2>/dev/null && break
-		sleep 1
-	done
-	sleep 15	# fio starts slowly in the nested guest
-	qmp_script
-) >"$OUT/qmp.out" 2>&1 &
-qmp_pid=$!
+l2_bg $!
 
 # ---- the notification path --------------------------------------------
 # Under KVM a guest kick is an MMIO write that KVM's ioeventfd turns into an
@@ -302,8 +214,7 @@ kprobes_add 2>"$OUT/kprobes.err" || kp_err="kprobes on kvm.ko: $(cat "$OUT/kprob
 TRACE=$OUT/qemu-trace.log
 rm -f "$TRACE"
 
-"$L2" --steps "$OUT/steps.sh" --log "$OUT/serial.log" --timeout 1150 --smp 2 \
-	--reboot-ok -- -qmp "unix:$QMP,server=on,wait=off" \
+l2_run --timeout 1150 --smp 2 --reboot-ok -- \
 	-trace virtio_pci_notify_write -trace virtio_pci_notify_write_pio \
 	-trace virtio_queue_notify \
 	-trace virtio_pci_notify -trace virtio_notify -trace virtio_set_status \
@@ -312,54 +223,49 @@ rm -f "$TRACE"
 	-device "vhost-blk-pci,backend=${nullb_dev:-/dev/null},num-queues=1" \
 	-device vhost-blk-pci,backend=/dev/ram2,readonly=on,num-queues=1 \
 	-device vhost-blk-pci,backend=/dev/ram1,num-queues=4 \
-	-device vhost-blk-pci,backend=/dev/ram3,num-queues=1 2>"$OUT/l2.err"
-rc=$?
+	-device vhost-blk-pci,backend=/dev/ram3,num-queues=1
 for f in $KPROBES; do
 	eval "kp_$f=\$(hits $f)"
 done
 kprobes_del
-diag <"$OUT/l2.err"
-kill "$qmp_pid" 2>/dev/null
-wait "$qmp_pid" 2>/dev/null
-rm -f "$QMP"
 
-results "$OUT/serial.log" serial-get-id config-limits fio-verify-4k-1q \
+l2_results serial-get-id config-limits fio-verify-4k-1q \
 	fio-verify-mixed-bs fio-verify-4m-requests guest-write-for-l1
 want=$(grep -a '^L2-SHA' "$OUT/serial.log" | awk '{ print $2 }' | tr -d '\r')
 got=$(dd if=/dev/ram0 bs=64k skip=512 count=16 status=none | sha256sum | cut -d' ' -f1)
 if [ -n "$want" ] && [ "$want" = "$got" ]; then
-	tap ok "L1 reads back what the guest wrote"
+	ok "L1 reads back what the guest wrote"
 else
-	tap notok "L1 reads back what the guest wrote (guest ${want:-none}, L1 $got)"
+	notok "L1 reads back what the guest wrote (guest ${want:-none}, L1 $got)"
 fi
 
-results "$OUT/serial.log" flush-fsync
+l2_results flush-fsync
 if [ -z "$nullb_dev" ]; then
-	tap notok "FLUSH reaches the backend (could not set up null_blk with a write cache)"
+	notok "FLUSH reaches the backend (could not set up null_blk with a write cache)"
 else
 	fl_after=$(flushes "$nullb_dev")
 	if [ "$fl_after" -gt "$fl_before" ]; then
-		tap ok "FLUSH reaches the backend ($nullb_dev flushes $fl_before -> $fl_after)"
+		ok "FLUSH reaches the backend ($nullb_dev flushes $fl_before -> $fl_after)"
 	else
-		tap notok "FLUSH reaches the backend ($nullb_dev flushes $fl_before -> $fl_after)"
+		notok "FLUSH reaches the backend ($nullb_dev flushes $fl_before -> $fl_after)"
 	fi
 	{ echo 0 >"$NULLB/power"; rmdir "$NULLB"; } 2>/dev/null
 fi
 
-results "$OUT/serial.log" readonly-flag readonly-write-rejected
+l2_results readonly-flag readonly-write-rejected
 ro_sum_after=$(sha256sum </dev/ram2 | cut -d' ' -f1)
 if [ "$ro_sum_before" = "$ro_sum_after" ]; then
-	tap ok "read-only backend unchanged"
+	ok "read-only backend unchanged"
 else
-	tap notok "read-only backend unchanged"
+	notok "read-only backend unchanged"
 fi
 
-results "$OUT/serial.log" mq-queues fio-verify-2q fio-verify-stop-cont
+l2_results mq-queues fio-verify-2q fio-verify-stop-cont
 if grep -q '^QMP-STOP ok' "$OUT/qmp.out" && grep -q '^QMP-STATUS paused' "$OUT/qmp.out" &&
 	grep -q '^QMP-CONT ok' "$OUT/qmp.out"; then
-	tap ok "stop/cont on the monitor during guest I/O"
+	ok "stop/cont on the monitor during guest I/O"
 else
-	tap notok "stop/cont on the monitor during guest I/O"
+	notok "stop/cont on the monitor during guest I/O"
 	diag <"$OUT/qmp.out"
 fi
 # stop = detach, flush, vhost_dev_stop: the backend of vdb sees a flush
@@ -367,33 +273,27 @@ fi
 read -r _ fl_stop0 fl_stop1 < <(grep '^QMP-FLUSHES' "$OUT/qmp.out")
 if [ -n "$nullb_dev" ] && [ "${fl_stop1:--1}" -gt "${fl_stop0:--1}" ] &&
 	[ "${fl_stop0:--1}" -ge 0 ]; then
-	tap ok "VM stop flushes the backend (flushes $fl_stop0 -> $fl_stop1)"
+	ok "VM stop flushes the backend (flushes $fl_stop0 -> $fl_stop1)"
 else
-	tap notok "VM stop flushes the backend (flushes ${fl_stop0:-?} -> ${fl_stop1:-?})"
+	notok "VM stop flushes the backend (flushes ${fl_stop0:-?} -> ${fl_stop1:-?})"
 fi
-caps=$(sed -n 's/^QMP-CAPS \([0-9]*\)$/\1/p' "$OUT/qmp.out")
 if [ -n "$caps" ] && ((caps & 1)); then
-	tap ok "migration not blocked: module reports VHOST_BLK_CAP_EXACT_LOG # SKIP migration runs are in 55-migrate.sh"
+	skip "migration not blocked: module reports VHOST_BLK_CAP_EXACT_LOG" "migration runs are in 55-migrate.sh"
 elif grep -Eq '^QMP-MIGRATE.*"error".*vhost-blk: migration disabled: .*VHOST_BLK_CAP_EXACT_LOG' "$OUT/qmp.out"; then
-	tap ok "migration blocked: module lacks VHOST_BLK_CAP_EXACT_LOG"
+	ok "migration blocked: module lacks VHOST_BLK_CAP_EXACT_LOG"
 else
-	tap notok "migration blocked: module lacks VHOST_BLK_CAP_EXACT_LOG"
+	notok "migration blocked: module lacks VHOST_BLK_CAP_EXACT_LOG"
 	diag <"$OUT/qmp.out"
 fi
 if grep -q '^QMP-RESET ok' "$OUT/qmp.out"; then
-	tap ok "system_reset while fio runs on two queues"
+	ok "system_reset while fio runs on two queues"
 else
-	tap notok "system_reset while fio runs on two queues"
+	notok "system_reset while fio runs on two queues"
 	diag <"$OUT/qmp.out"
 fi
-results "$OUT/serial.log" ext4-mkfs ext4-fsck \
+l2_results ext4-mkfs ext4-fsck \
 	ext4-fsck-after-reboot ext4-checksums-after-reboot
-if [ $rc -eq 0 ]; then
-	tap ok "L2 run completed ($(grep -o 'booted in.*' "$OUT/l2.err"))"
-else
-	tap notok "L2 run completed (exit $rc)"
-	grep -a '^qemu:' "$OUT/serial.log" | diag
-fi
+l2_completed
 
 accel=$(sed -n 's/^l2: accel=\([a-z]*\).*/\1/p' "$OUT/l2.err" | head -n1)
 # tcount EVENT: lines of QEMU's trace log for EVENT
@@ -403,17 +303,17 @@ irqs="${kp_irqfd_wakeup:-?} completions through KVM irqfd"
 msis="${kp_kvm_send_userspace_msi:-?} MSIs injected by QEMU"
 if [ "$accel" != kvm ]; then
 	why="L2 ran under ${accel:-?}, not KVM (VHOST_BLK_L2_ACCEL=kvm|auto; scripts/guest/l2.sh)"
-	tap ok "kicks and completions bypass QEMU (KVM ioeventfd/irqfd) # SKIP $why"
-	tap ok "QEMU's virtqueue handlers never ran # SKIP $why"
+	skip "kicks and completions bypass QEMU (KVM ioeventfd/irqfd)" "$why"
+	skip "QEMU's virtqueue handlers never ran" "$why"
 elif [ -n "$kp_err" ]; then
-	tap notok "kicks and completions bypass QEMU (KVM ioeventfd/irqfd): $kp_err"
-	tap notok "QEMU's virtqueue handlers never ran: $kp_err"
+	notok "kicks and completions bypass QEMU (KVM ioeventfd/irqfd): $kp_err"
+	notok "QEMU's virtqueue handlers never ran: $kp_err"
 else
 	if [ "${kp_ioeventfd_write:-0}" -ge 500 ] && [ "${kp_irqfd_wakeup:-0}" -ge 500 ] &&
 		[ "${kp_kvm_send_userspace_msi:-1}" = 0 ]; then
-		tap ok "kicks and completions bypass QEMU: $kicks, $irqs, $msis"
+		ok "kicks and completions bypass QEMU: $kicks, $irqs, $msis"
 	else
-		tap notok "kicks and completions bypass QEMU: $kicks, $irqs (want >= 500 each), $msis (want 0)"
+		notok "kicks and completions bypass QEMU: $kicks, $irqs (want >= 500 each), $msis (want 0)"
 	fi
 	kq=$(tcount virtio_pci_notify_write) kp=$(tcount virtio_pci_notify_write_pio)
 	# QEMU kicks every queue once itself when the driver sets DRIVER_OK (4)
@@ -429,9 +329,9 @@ else
 	qi=$(tcount virtio_pci_notify) qv=$(tcount virtio_notify) vs=$(tcount virtio_set_status)
 	what="kicks $kq+$kp+$kn, interrupts $qi+$qv handled by QEMU, $vs status changes traced"
 	if [ "$vs" -gt 0 ] && [ $((kq + kp + kn + qi + qv)) = 0 ]; then
-		tap ok "QEMU's virtqueue handlers never ran ($what)"
+		ok "QEMU's virtqueue handlers never ran ($what)"
 	else
-		tap notok "QEMU's virtqueue handlers never ran ($what; want 0, and > 0 status changes)"
+		notok "QEMU's virtqueue handlers never ran ($what; want 0, and > 0 status changes)"
 		grep -m5 'virtio_pci_notify\|virtio_notify\|virtio_queue_notify' "$TRACE" 2>/dev/null | diag
 	fi
 fi
@@ -443,9 +343,9 @@ qemu_err() {
 }
 err=$(qemu_err "$QEMU" -device vhost-blk-pci,backend=/nonexistent/disk)
 if [[ "$err" == *"cannot open backend"*"/nonexistent/disk"* ]]; then
-	tap ok "bad backend path: clear error"
+	ok "bad backend path: clear error"
 else
-	tap notok "bad backend path: clear error"
+	notok "bad backend path: clear error"
 	echo "$err" | diag
 fi
 
@@ -455,24 +355,24 @@ err=$( exec 5<>/dev/ram0 6<>/dev/vhost-blk
 	qemu_err timeout 20 "$QEMU" -S -device vhost-blk-pci,backendfd=5,vhostfd=6 )
 rc=$?
 if [ $rc -eq 124 ] && [[ "$err" != *vhost-blk:* ]]; then
-	tap ok "backendfd= and vhostfd= (pre-opened fds) accepted"
+	ok "backendfd= and vhostfd= (pre-opened fds) accepted"
 else
-	tap notok "backendfd= and vhostfd= (pre-opened fds) accepted (exit $rc)"
+	notok "backendfd= and vhostfd= (pre-opened fds) accepted (exit $rc)"
 	echo "$err" | diag
 fi
 err=$(qemu_err "$QEMU" -device vhost-blk-pci,backend=/dev/ram0,num-queues=17)
 if [[ "$err" == *"num-queues=17 is not supported"* ]]; then
-	tap ok "unsupported property: clear error"
+	ok "unsupported property: clear error"
 else
-	tap notok "unsupported property: clear error"
+	notok "unsupported property: clear error"
 	echo "$err" | diag
 fi
 
 err=$(qemu_err "$QEMU" -device vhost-blk-pci,backend=/dev/ram0,logical_block_size=3000)
 if [[ "$err" == *"logical_block_size=3000 is not supported"* ]]; then
-	tap ok "logical_block_size=3000 refused at realize"
+	ok "logical_block_size=3000 refused at realize"
 else
-	tap notok "logical_block_size=3000 refused at realize"
+	notok "logical_block_size=3000 refused at realize"
 	echo "$err" | diag
 fi
 
@@ -491,12 +391,12 @@ abi_values() {	# HEADER: NAME=VALUE lines, evaluated by the C preprocessor
 		done
 }
 qsrc=$(dirname "$QEMU")/../src/include/hw/virtio/vhost-blk.h
-want=$(abi_values "$REPO/include/uapi/linux/vhost_blk.h")
+want=$(abi_values "$VB_REPO/include/uapi/linux/vhost_blk.h")
 got=$( [ -r "$qsrc" ] && abi_values "$qsrc")
 if [ -n "$want" ] && [ "$want" = "$got" ]; then
-	tap ok "QEMU's vhost-blk limits equal the uapi header ($(echo $want))"
+	ok "QEMU's vhost-blk limits equal the uapi header ($(echo $want))"
 else
-	tap notok "QEMU's vhost-blk limits equal the uapi header"
+	notok "QEMU's vhost-blk limits equal the uapi header"
 	diff <(echo "$want") <(echo "$got") | diag
 fi
 
@@ -508,8 +408,9 @@ err=$(qemu_err unshare -m sh -c 'mount --bind "$0" /dev && exec "$@"' \
 	"$fake" "$QEMU" -device vhost-blk-pci,backend=/dev/ram0)
 rm -rf "$fake"
 if [[ "$err" == *"/dev/vhost-blk does not exist"*"module loaded"* ]]; then
-	tap ok "module missing: clear error"
+	ok "module missing: clear error"
 else
-	tap notok "module missing: clear error"
+	notok "module missing: clear error"
 	echo "$err" | diag
 fi
+l2_done

@@ -41,45 +41,8 @@
 # emulated with the same shim).  A good file then plugs (positive
 # control).
 set -uo pipefail
-
-REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
-CACHE=${VB_CACHE:-${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}}
-L2=$REPO/scripts/guest/l2.sh
-OUT=${E2E_OUT:-${VHOST_BLK_OUT:-/tmp}/e2e-file}
+. "$(dirname "$0")/../../scripts/guest/l2lib.sh"
 FS=/tmp/e2e-file.fs
-PLAN=27
-mkdir -p "$OUT"
-
-n=0
-tap() {	# tap ok|notok NAME
-	n=$((n + 1))
-	if [ "$1" = ok ]; then
-		echo "ok $n - e2e-file: $2"
-	else
-		echo "not ok $n - e2e-file: $2"
-	fi
-}
-diag() { sed 's/^/# /'; }
-
-# results LOG NAME...: one TAP line per expected guest case
-results() {
-	local log=$1 name line
-	shift
-	for name in "$@"; do
-		line=$(grep -a "^L2-RESULT .*ok $name\b" "$log" | tail -1)
-		case $line in
-		"L2-RESULT ok $name"*) tap ok "$name" ;;
-		"L2-RESULT not ok $name"*)
-			tap notok "$name"
-			grep -a '^L2-LOG' "$log" | tail -25 | diag
-			;;
-		*)
-			tap notok "$name (no result: the guest did not get there)"
-			tail -30 "$log" | diag
-			;;
-		esac
-	done
-}
 
 XFS_LOOP=
 cleanup() {
@@ -89,34 +52,22 @@ cleanup() {
 	rm -rf "$FS"
 }
 
-echo "1..$PLAN"
-bail() {
-	while [ $n -lt $PLAN ]; do
-		tap notok "$1"
-	done
-	exit 1
-}
-[ -r "$CACHE/l2.env" ] ||
-	bail "QEMU/guest not built ($CACHE/l2.env missing: tests/prepare.d/50-qemu-guest.sh)"
-. "$CACHE/l2.env"
-QEMU=${VHOST_BLK_QEMU_L2:-$QEMU}	# a QEMU build of one's own
-export QEMU GUEST_KERNEL GUEST_INITRD
-[ -c /dev/vhost-blk ] || bail "/dev/vhost-blk missing (vhost_blk not loaded)"
-[ -b /dev/ram3 ] || bail "/dev/ram3 missing (brd not loaded)"
+l2_begin e2e-file 27
+l2_need_disks ram3
 
 trap cleanup EXIT
 cleanup
 mkdir -p "$FS/ext4" "$FS/xfs" "$FS/ramfs"
 modprobe -d "${VHOST_BLK_MODROOT:-/}" ext4 2>/dev/null
 mkfs.ext4 -q -F /dev/ram3 >/dev/null 2>&1 && mount -t ext4 /dev/ram3 "$FS/ext4" ||
-	bail "cannot make ext4 on /dev/ram3"
+	l2_bail "cannot make ext4 on /dev/ram3"
 modprobe -d "${VHOST_BLK_MODROOT:-/}" loop 2>/dev/null
 modprobe -d "${VHOST_BLK_MODROOT:-/}" xfs 2>/dev/null
 truncate -s 320M "$FS/xfs.img" &&
 	XFS_LOOP=$(losetup -f --show "$FS/xfs.img") &&
 	mkfs.xfs -q -f "$XFS_LOOP" >/dev/null 2>&1 &&
-	mount -t xfs "$XFS_LOOP" "$FS/xfs" || bail "cannot make xfs on a loop device"
-mount -t ramfs ramfs "$FS/ramfs" || bail "cannot mount ramfs"
+	mount -t xfs "$XFS_LOOP" "$FS/xfs" || l2_bail "cannot make xfs on a loop device"
+mount -t ramfs ramfs "$FS/ramfs" || l2_bail "cannot mount ramfs"
 
 # vda: not a multiple of its 4 KiB blocks: the guest sees 65536 sectors
 dd if=/dev/zero of="$FS/ext4/direct.img" bs=1M count=32 status=none
@@ -196,7 +147,7 @@ int ioctl(int fd, unsigned long req, ...)
 }
 C
 shim=$OUT/enotblk.so
-cc -shared -fPIC -O2 -Wall -I"$REPO/include/uapi" -o "$shim" "$OUT/enotblk.c" -ldl \
+cc -shared -fPIC -O2 -Wall -I"$VB_REPO/include/uapi" -o "$shim" "$OUT/enotblk.c" -ldl \
 	>"$OUT/shim.log" 2>&1 || { diag <"$OUT/shim.log"; shim=; }
 
 cat >"$OUT/steps.sh" <<'STEPS'
@@ -249,44 +200,23 @@ STEPS
 # L1 side of the failed-detach case: once the guest is done, make the
 # detach fail (shim), stop the VM: the device must be marked broken
 # (virtio_error: NEEDS_RESET) and a migration must fail in pre_save.
-QMP=/tmp/e2e-file-qmp.$$.sock
 FAIL_DETACH=$OUT/fail-detach
 rm -f "$FAIL_DETACH"
-(
-	for _ in $(seq 1500); do
-		grep -aq '^L2-HOLD' "$OUT/serial.log" 2>/dev/null && break
-		sleep 1
-	done
-	python3 - "$QMP" "$FAIL_DETACH" <<'PY'
-import json, socket, sys, time
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(120)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-def reply():
-    while True:
-        m = json.loads(f.readline())
-        if "event" not in m:
-            return m
-def cmd(name, args=None):
-    msg = {"execute": name}
-    if args:
-        msg["arguments"] = args
-    f.write(json.dumps(msg) + "\n")
-    f.flush()
-    return reply()
+python3 -u - "$QMP" "$FAIL_DETACH" "$SERIAL" >"$OUT/qmp-detach.out" 2>&1 <<'PY' &
+import json, sys, time
+import qmp
+q = qmp.QMP(sys.argv[1])
+qmp.wait_log(sys.argv[3], "L2-HOLD", 1500)
 def vstatus():
-    r = cmd("x-query-virtio-status",
-            {"path": "/machine/peripheral/vd0/virtio-backend"})
+    r = q.cmd("x-query-virtio-status",
+              path="/machine/peripheral/vd0/virtio-backend")
     st = r.get("return", {})
     return (st.get("broken"), st.get("vhost-started"),
             any("NEEDS_RESET" in x
                 for x in st.get("status", {}).get("statuses", [])))
-reply()
-cmd("qmp_capabilities")
 print("QMP-BEFORE", *vstatus())
 open(sys.argv[2], "w").close()
-r = cmd("stop")
+r = q.cmd("stop")
 print("QMP-STOP", "ok" if "return" in r else r)
 for _ in range(20):	# the device is marked broken from a bottom half
     after = vstatus()
@@ -294,40 +224,32 @@ for _ in range(20):	# the device is marked broken from a bottom half
         break
     time.sleep(0.5)
 print("QMP-AFTER", *after)
-r = cmd("migrate", {"uri": "exec:cat >/dev/null"})
+r = q.cmd("migrate", uri="exec:cat >/dev/null")
 print("QMP-MIGRATE", json.dumps(r))
 st = "?"
 for _ in range(120):
-    st = cmd("query-migrate").get("return", {}).get("status")
+    st = q.cmd("query-migrate").get("return", {}).get("status")
     if st in ("completed", "failed", "cancelled"):
         break
     time.sleep(0.5)
 print("QMP-MIGRATION", st)
 sys.stdout.flush()
-cmd("quit")
+q.cmd("quit")
 PY
-) >"$OUT/qmp-detach.out" 2>&1 &
-qmp_pid=$!
+l2_bg $!
 
 IOCTL_LOG=$OUT/ioctl.log
 rm -f "$IOCTL_LOG"
 LD_PRELOAD=${shim} VB_FAIL_DETACH=$FAIL_DETACH VB_IOCTL_LOG=$IOCTL_LOG \
-"$L2" --steps "$OUT/steps.sh" --log "$OUT/serial.log" --timeout 300 \
-	--tcg-timeout 1000 --smp 2 -- -qmp "unix:$QMP,server=on,wait=off" \
+	l2_run --timeout 300 --tcg-timeout 1000 --smp 2 -- \
 	-device "vhost-blk-pci,id=vd0,backend=$FS/ext4/direct.img,logical_block_size=4096,num-queues=1" \
 	-device "vhost-blk-pci,backend=$FS/xfs/direct.img,num-queues=1" \
 	-device "vhost-blk-pci,backend=$FS/ext4/buffered.img,direct=off,num-queues=1" \
 	-device "vhost-blk-pci,backend=$FS/ramfs/buffered.img,direct=off,num-queues=1" \
 	-device "vhost-blk-pci,backend=$FS/ext4/ro.img,readonly=on,num-queues=1" \
-	-device "vhost-blk-pci,backend=$FS/ext4/mq.img,num-queues=4" \
-	2>"$OUT/l2.err"
-rc=$?
-diag <"$OUT/l2.err"
-kill "$qmp_pid" 2>/dev/null
-wait "$qmp_pid" 2>/dev/null
-rm -f "$QMP"
+	-device "vhost-blk-pci,backend=$FS/ext4/mq.img,num-queues=4"
 
-results "$OUT/serial.log" file-capacity-rounded fio-verify-ext4-direct \
+l2_results file-capacity-rounded fio-verify-ext4-direct \
 	fio-verify-xfs-direct fio-verify-ext4-buffered fio-verify-ramfs-buffered \
 	write-for-l1-direct write-for-l1-buffered
 want=$(grep -a '^L2-SHA' "$OUT/serial.log" | awk '{ print $2 }' | tr -d '\r')
@@ -335,19 +257,19 @@ for f in direct buffered; do
 	got=$(dd if="$FS/ext4/$f.img" bs=64k skip=128 count=16 status=none |
 		sha256sum | cut -d' ' -f1)
 	if [ -n "$want" ] && [ "$want" = "$got" ]; then
-		tap ok "L1 reads back from $f.img what the guest wrote"
+		ok "L1 reads back from $f.img what the guest wrote"
 	else
-		tap notok "L1 reads back from $f.img what the guest wrote (guest ${want:-none}, L1 $got)"
+		notok "L1 reads back from $f.img what the guest wrote (guest ${want:-none}, L1 $got)"
 	fi
 done
-results "$OUT/serial.log" file-readonly-flag file-readonly-write-rejected
+l2_results file-readonly-flag file-readonly-write-rejected
 ro_sum_after=$(sha256sum <"$FS/ext4/ro.img" | cut -d' ' -f1)
 if [ "$ro_sum_before" = "$ro_sum_after" ]; then
-	tap ok "read-only file unchanged"
+	ok "read-only file unchanged"
 else
-	tap notok "read-only file unchanged"
+	notok "read-only file unchanged"
 fi
-results "$OUT/serial.log" mq-driver-2q fio-verify-file-2q mq-driver-1q \
+l2_results mq-driver-2q fio-verify-file-2q mq-driver-1q \
 	fio-verify-file-1q-after-rebind
 # In the shim's log, the 4-queue device is the one whose queue 1 got a
 # ring.  After its last detach before the rebound driver's attach, queue 1
@@ -379,34 +301,29 @@ print("ok" if cleared else "queue 1 keeps the first driver's ring at the rebound
 PY
 )
 if [ "$stale" = ok ]; then
-	tap ok "1 of 4 queues after 2 of 4: the unused queues' rings cleared before attach"
+	ok "1 of 4 queues after 2 of 4: the unused queues' rings cleared before attach"
 else
-	tap notok "1 of 4 queues after 2 of 4: the unused queues' rings cleared before attach ($stale)"
+	notok "1 of 4 queues after 2 of 4: the unused queues' rings cleared before attach ($stale)"
 	tail -30 "$IOCTL_LOG" 2>/dev/null | diag
 fi
 if grep -q '^QMP-BEFORE False True False' "$OUT/qmp-detach.out" &&
 	grep -q '^QMP-STOP ok' "$OUT/qmp-detach.out" &&
 	grep -q '^QMP-AFTER True False True' "$OUT/qmp-detach.out" &&
 	grep -aq 'vhost-blk: detaching the backend failed' "$OUT/serial.log"; then
-	tap ok "failed detach at VM stop: device broken (NEEDS_RESET), error reported"
+	ok "failed detach at VM stop: device broken (NEEDS_RESET), error reported"
 else
-	tap notok "failed detach at VM stop: device broken (NEEDS_RESET), error reported"
+	notok "failed detach at VM stop: device broken (NEEDS_RESET), error reported"
 	diag <"$OUT/qmp-detach.out"
 	grep -a '^qemu:' "$OUT/serial.log" | diag
 fi
 if grep -q '^QMP-MIGRATION failed' "$OUT/qmp-detach.out" &&
 	grep -aq 'vhost-blk: the data plane could not be drained or flushed' "$OUT/serial.log"; then
-	tap ok "failed detach: migration refused in pre_save"
+	ok "failed detach: migration refused in pre_save"
 else
-	tap notok "failed detach: migration refused in pre_save"
+	notok "failed detach: migration refused in pre_save"
 	diag <"$OUT/qmp-detach.out"
 fi
-if [ $rc -eq 0 ]; then
-	tap ok "L2 run completed ($(grep -o 'booted in.*' "$OUT/l2.err"))"
-else
-	tap notok "L2 run completed (exit $rc)"
-	grep -a '^qemu:' "$OUT/serial.log" | diag
-fi
+l2_completed
 
 mkdir -p "$FS/ext4/dir"
 mkfifo "$FS/ext4/fifo"
@@ -423,44 +340,16 @@ LD_PRELOAD=${shim} timeout 300 "$QEMU" -S -M q35 -accel tcg -nodefaults \
 	>"$OUT/qemu-qmp.out" 2>&1 &
 qpid=$!
 python3 - "$QMP" "$OUT/qemu.pid" "$FS" >"$OUT/qmp.out" 2>&1 <<'PY'
-import json, os, socket, sys, time
+import json, sys
+import qmp
 sock, pidfile, fs = sys.argv[1], sys.argv[2], sys.argv[3]
-pid = None
-for _ in range(600):
-    try:
-        pid = open(pidfile).read().strip()
-    except OSError:
-        pass
-    if pid and os.path.exists(sock):
-        break
-    time.sleep(0.1)
+pid = qmp.pidfile(pidfile)
+q = qmp.QMP(sock, timeout=60)
 print("QEMU-PID", pid)
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(60)
-s.connect(sock)
-f = s.makefile("rw")
-def reply():
-    while True:
-        m = json.loads(f.readline())
-        if "event" not in m:
-            return m
-def cmd(name, args=None):
-    msg = {"execute": name}
-    if args:
-        msg["arguments"] = args
-    f.write(json.dumps(msg) + "\n")
-    f.flush()
-    return reply()
 def fds():
-    out = []
-    for d in os.listdir("/proc/%s/fd" % pid):
-        try:
-            out.append(os.readlink("/proc/%s/fd/%s" % (pid, d)))
-        except OSError:
-            pass
-    return sorted(out)
-reply()
-cmd("qmp_capabilities")
+    return qmp.fds(pid)
+def count(c):
+    return sum(c.values())
 cases = [
     ("missing", fs + "/ext4/nonexistent.img", {}),
     ("directory", fs + "/ext4/dir", {}),
@@ -474,26 +363,25 @@ for name, path, extra in cases:
     args = {"driver": "vhost-blk-pci", "id": name, "bus": "rp1",
             "backend": path}
     args.update(extra)
-    r = cmd("device_add", args)
+    r = q.cmd("device_add", **args)
     after = fds()
     err = r.get("error", {}).get("desc", "") if "error" in r else ""
     print("CASE", name, "error" if "error" in r else "accepted",
-          "fds %d -> %d" % (len(before), len(after)),
+          "fds %d -> %d" % (count(before), count(after)),
           "leaked" if before != after else "noleak")
     print("MSG", name, err)
     if before != after:
         print("DIFF", name, sorted(set(after) - set(before)))
 before = fds()
-r = cmd("device_add", {"driver": "vhost-blk-pci", "id": "good", "bus": "rp2",
-                       "backend": fs + "/ramfs/nodirect.img",
-                       "direct": False})
+r = q.cmd("device_add", driver="vhost-blk-pci", id="good", bus="rp2",
+          backend=fs + "/ramfs/nodirect.img", direct=False)
 after = fds()
 print("GOOD", "ok" if "return" in r else json.dumps(r),
-      "added", len(after) - len(before),
+      "added", count(after) - count(before),
       "backend" if fs + "/ramfs/nodirect.img" in after else "-",
       "vhost" if "/dev/vhost-blk" in after else "-")
 try:
-    cmd("quit")
+    q.cmd("quit")
 except (OSError, ValueError):
     pass
 PY
@@ -508,9 +396,9 @@ refused() {
 	msg=$(grep "^MSG $1 " "$OUT/qmp.out" | cut -d' ' -f3-)
 	# shellcheck disable=SC2053
 	if [[ "$line" == *" error "*" noleak" && "$msg" == $3 ]]; then
-		tap ok "$2 refused, no fd leaked: $msg"
+		ok "$2 refused, no fd leaked: $msg"
 	else
-		tap notok "$2 refused with a clear message, no fd leaked"
+		notok "$2 refused with a clear message, no fd leaked"
 		{ echo "${line:-no result}"; echo "message: $msg"
 		  grep "^DIFF $1 " "$OUT/qmp.out"; } | diag
 		[ -n "$line" ] || diag <"$OUT/qmp.out"
@@ -525,12 +413,13 @@ if [ -n "$shim" ]; then
 	refused oldmodule "file with a module that answers ENOTBLK" \
 		"*old-module.img' is a regular file and the vhost_blk kernel module does not serve files (ENOTBLK)*"
 else
-	tap notok "file with a module that answers ENOTBLK (the ioctl shim did not build)"
+	notok "file with a module that answers ENOTBLK (the ioctl shim did not build)"
 fi
 if grep -q '^GOOD ok added [0-9]* backend vhost$' "$OUT/qmp.out"; then
-	tap ok "device_add of a file with direct=off: backend and /dev/vhost-blk open"
+	ok "device_add of a file with direct=off: backend and /dev/vhost-blk open"
 else
-	tap notok "device_add of a file with direct=off: backend and /dev/vhost-blk open"
+	notok "device_add of a file with direct=off: backend and /dev/vhost-blk open"
 	diag <"$OUT/qmp.out"
 	diag <"$OUT/qemu-qmp.out"
 fi
+l2_done
