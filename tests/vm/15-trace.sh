@@ -11,8 +11,14 @@
 # short stress run: perf trace and trace-cmd output is paired the same
 # way; bpftrace counts starts and completions and builds the latency
 # histogram of Documentation/vhost-blk.rst, every completion in a bucket.
+# Last, one fio job in an L2 guest on vhost-blk-pci (scripts/guest/l2.sh,
+# nested TCG by default: several minutes) with the events enabled here:
+# the same pairing, at least as many pairs as fio's read + write I/Os,
+# every status OK, nothing lost in the ring buffer, and a negative control
+# of the pairing (the trace with one completion removed must fail it).
 #   VHOST_BLK_TRACE_SECONDS  stress duration (default 10)
 #   VHOST_BLK_TRACE_TOOL_SECONDS  per tool (default 3)
+#   VHOST_BLK_TRACE_FIO_MB  fio's size in the L2 guest (default 8)
 set -u
 . "$(dirname "$0")/../../scripts/lib.sh"
 TOOL=$VB_REPO/build/tools/vblk_stress
@@ -203,4 +209,93 @@ elif tool_run "bpftrace" bpftrace -e '
 		notok "bpftrace: starts=$bs completions=$bd in histogram=$bh"
 	fi
 fi
+
+# One fio run in an L2 guest (unmodified virtio_blk on QEMU's
+# vhost-blk-pci, scripts/guest/l2.sh, under TCG unless VHOST_BLK_L2_ACCEL)
+# with the events enabled in this VM from before QEMU starts until it has
+# exited: every start has one later done, and there are at least as many
+# pairs as the read and write I/Os fio reports (the guest's own requests,
+# partition scan and GET_ID, add a few).
+#   VHOST_BLK_TRACE_FIO_MB  fio's randrw 4k size (default 8: 2048 I/Os)
+l2_case() {
+	local mb=${VHOST_BLK_TRACE_FIO_MB:-8} log=/tmp/vblk_trace_l2.log steps t0 rc
+	local fio_r fio_w written held
+	if [ ! -r "$VB_L2_ENV" ] && [ ! -r "$VB_CACHE/l2.env" ]; then
+		notok "fio in L2: QEMU and the guest built (tests/prepare.d/50-qemu-guest.sh)"
+		return
+	fi
+	steps=$(mktemp /tmp/vblk_trace_steps.XXXXXX)
+	cat >"$steps" <<STEPS
+check trace-fio fio --name=trace --filename=/dev/vda --direct=1 \
+	--ioengine=libaio --rw=randrw --bs=4k --iodepth=8 --size=${mb}M \
+	--output-format=json --output=/tmp/fio.json
+# "total_ios" of the read and write sections, one L2-FIO line each
+awk '/"(read|write|trim|sync)" : \{/ { s = \$1; gsub(/"/, "", s) }
+	/"total_ios"/ { v = \$3; sub(/,/, "", v); print "L2-FIO " s " " v }' /tmp/fio.json
+STEPS
+	echo 0 >$T/tracing_on
+	: >$T/trace
+	echo 8192 >$T/buffer_size_kb
+	echo 1 >$T/events/vhost_blk/enable
+	echo 1 >$T/tracing_on
+	t0=$(date +%s)
+	"$VB_REPO/scripts/guest/l2.sh" --steps "$steps" --log "$log" --timeout 300 -- \
+		-device vhost-blk-pci,backend=/dev/ram1,num-queues=1 2>/tmp/vblk_trace_l2.err
+	rc=$?
+	echo 0 >$T/tracing_on
+	echo 0 >$T/events/vhost_blk/enable
+	rm -f "$steps"
+	out=/tmp/vblk_trace_l2.txt
+	cat $T/trace >$out
+	: >$T/trace
+	echo 1408 >$T/buffer_size_kb
+	echo "# fio in L2: $(grep -o 'accel=.*' /tmp/vblk_trace_l2.err | tail -n 1), case $(($(date +%s) - t0)) s"
+	fio_r=$(tr -d '\r' <"$log" | awk '$1 == "L2-FIO" && $2 == "read" { print $3 }')
+	fio_w=$(tr -d '\r' <"$log" | awk '$1 == "L2-FIO" && $2 == "write" { print $3 }')
+	if [ "$rc" -eq 0 ] && grep -aq '^L2-RESULT ok trace-fio' "$log" &&
+	   [ "${fio_r:-0}" -gt 0 ] && [ "${fio_w:-0}" -gt 0 ]; then
+		ok "fio in L2: randrw 4k ${mb} MiB on vhost-blk-pci, $fio_r reads + $fio_w writes"
+	else
+		notok "fio in L2: randrw 4k ${mb} MiB on vhost-blk-pci (l2.sh exit $rc, fio ios ${fio_r:-?}/${fio_w:-?})"
+		sed 's/^/# /' /tmp/vblk_trace_l2.err
+		grep -a '^L2-\|^qemu:' "$log" | tail -n 25 | sed 's/^/# /'
+		rm -f $out
+		return
+	fi
+	# "# entries-in-buffer/entries-written: 4208/4208   #P:2": nothing
+	# overwritten in the ring buffer
+	read -r held written < <(sed -n 's|^# entries-in-buffer/entries-written: \([0-9]*\)/\([0-9]*\).*|\1 \2|p' $out)
+	read -r starts dones unmatched double orphan status lat attach detach lost <<<"$(pairs $out)"
+	echo "# fio in L2: $starts starts, $dones dones, ${held:-?}/${written:-?} entries kept/written"
+	if [ "$lost" -eq 0 ] && [ -n "$held" ] && [ "$held" = "$written" ]; then
+		ok "fio in L2: no events lost ($written entries)"
+	else
+		notok "fio in L2: events lost: $lost LOST EVENTS markers, entries ${held:-?}/${written:-?}"
+	fi
+	if [ "$starts" -ge $((fio_r + fio_w)) ] && [ "$starts" -eq "$dones" ] &&
+	   [ "$unmatched" -eq 0 ] && [ "$double" -eq 0 ] && [ "$orphan" -eq 0 ]; then
+		ok "fio in L2: every vhost_blk_req_start has one later vhost_blk_req_done, $starts pairs >= $((fio_r + fio_w)) fio I/Os"
+	else
+		notok "fio in L2: starts=$starts dones=$dones (fio $((fio_r + fio_w)) I/Os) unmatched=$unmatched restarted=$double orphan=$orphan"
+	fi
+	if [ "$dones" -gt 0 ] && [ "$status" -eq 0 ] && [ "$lat" -eq 0 ] &&
+	   ! awk '/vhost_blk_req_done:/ && !/ status=0 /' $out | grep -q .; then
+		ok "fio in L2: every vhost_blk_req_done has status 0 (OK) and latency_ns > 0"
+	else
+		notok "fio in L2: completions with a status other than OK or no latency ($lat)"
+		awk '/vhost_blk_req_done:/ && !/ status=0 /' $out | head -n 3 | sed 's/^/# /'
+	fi
+	# Negative control of the pairing: the same trace without its first
+	# completion must show a request started again before it was done,
+	# or one never done.
+	awk '!d && /vhost_blk_req_done:/ { d = 1; next } { print }' $out >$out.cut
+	read -r _ _ unmatched double _ <<<"$(pairs $out.cut)"
+	if [ $((unmatched + double)) -gt 0 ]; then
+		ok "fio in L2: negative control: one completion removed is caught (unmatched=$unmatched restarted=$double)"
+	else
+		notok "fio in L2: negative control: one completion removed went unnoticed"
+	fi
+	rm -f $out $out.cut
+}
+l2_case
 finish
