@@ -68,29 +68,16 @@ done
 
 # diag SOCKET - the guest's vCPU and virtqueue state, from QEMU's monitor
 diag() {
-	timeout 60 python3 - "$1" "$smp" <<'PY'
-import json, re, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(20)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-def reply():
-    while True:
-        m = json.loads(f.readline())
-        if "event" not in m:
-            return m
+	PYTHONPATH=$(dirname "$0") timeout 60 python3 - "$1" "$smp" <<'PY'
+import re, sys
+import qmp
+q = qmp.QMP(sys.argv[1], timeout=20, reply_timeout=20)
 def hmp(line, show=True):
-    f.write(json.dumps({"execute": "human-monitor-command",
-                        "arguments": {"command-line": line}}) + "\n")
-    f.flush()
-    out = reply().get("return", "")
+    out = q.cmd("human-monitor-command",
+                **{"command-line": line}).get("return", "")
     if show:
         print("### " + line + "\n" + out)
     return out
-reply()
-f.write('{"execute": "qmp_capabilities"}\n')
-f.flush()
-reply()
 hmp("info status")
 hmp("info cpus")
 hmp("info registers -a")
@@ -98,10 +85,10 @@ for cpu in range(int(sys.argv[2])):
     hmp("cpu %d" % cpu, False)
     hmp("info lapic")
 for path in re.findall(r"^(/machine/\S+)", hmp("info virtio"), re.M):
-    for q in range(16):
-        if "Invalid" in hmp("info virtio-queue-status %s %d" % (path, q)):
+    for vq in range(16):
+        if "Invalid" in hmp("info virtio-queue-status %s %d" % (path, vq)):
             break
-        hmp("info virtio-vhost-queue-status %s %d" % (path, q))
+        hmp("info virtio-vhost-queue-status %s %d" % (path, vq))
 PY
 }
 
