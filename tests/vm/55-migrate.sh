@@ -35,49 +35,18 @@
 # 8-15 min: it runs only with VHOST_BLK_MIGRATE=1 (make migrate-run,
 # make migrate-negative-control), not in every make check.
 set -uo pipefail
+. "$(dirname "$0")/../../scripts/guest/l2lib.sh"
 
 if [ "${VHOST_BLK_MIGRATE:-0}" != 1 ]; then
 	echo "1..1"
-	echo "ok 1 - migrate # SKIP long suite: make migrate-run LINE=... (VHOST_BLK_MIGRATE=1)"
+	skip migrate "long suite: make migrate-run LINE=... (VHOST_BLK_MIGRATE=1)"
 	exit 0
 fi
 
-REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
-CACHE=${VB_CACHE:-${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}}
-OUT=${VHOST_BLK_OUT:-/tmp}/migrate
-PLAN=12
-rm -rf "$OUT"
-mkdir -p "$OUT"
-
-echo "1..$PLAN"
-bail() {	# bail [skip] REASON: the remaining cases fail (or are skipped)
-	local i
-	for i in $(seq "$PLAN"); do
-		if [ "$1" = skip ]; then
-			echo "ok $i - migrate # SKIP $2"
-		else
-			echo "not ok $i - migrate: $1"
-		fi
-	done
-	exit 0
-}
-[ -r "$CACHE/l2.env" ] ||
-	bail "QEMU/guest not built ($CACHE/l2.env missing: tests/prepare.d/50-qemu-guest.sh)"
-. "$CACHE/l2.env"
-QEMU=${VHOST_BLK_QEMU_L2:-$QEMU}
-[ -c /dev/vhost-blk ] || bail "/dev/vhost-blk missing (vhost_blk not loaded)"
-for d in ram0 ram1 ram2; do
-	[ -b /dev/$d ] || bail "/dev/$d missing (brd not loaded)"
-done
-caps=$(python3 -c '
-import fcntl, os, struct
-fd = os.open("/dev/vhost-blk", os.O_RDWR)
-try:
-    print(struct.unpack("Q", fcntl.ioctl(fd, 0x8008AF53, bytes(8)))[0])
-except OSError:
-    print(0)
-')
-((caps & 1)) || bail skip "the vhost_blk module lacks VHOST_BLK_CAP_EXACT_LOG (caps=$caps)"
+l2_begin migrate 12
+l2_need_disks ram0 ram1 ram2
+caps=$(l2_caps)
+((caps & 1)) || l2_bail skip "the vhost_blk module lacks VHOST_BLK_CAP_EXACT_LOG (caps=$caps)"
 
 # L2 under TCG with the default CPU model: with -cpu max (5-level paging
 # among others) the L2 kernel was seen to crash in its exception entry
@@ -148,7 +117,7 @@ export L2_ARGS="-M q35 ${accel[*]} -smp 2 -m 256 -nodefaults -no-user-config
 export L2_APPEND="console=ttyS0 reboot=t panic=-1 loglevel=4 nopti"
 export EXPECT_FAIL=${VHOST_BLK_MIGRATE_EXPECT_FAIL:-0}
 export MIGRATE_DISK=${VHOST_BLK_MIGRATE_DISK:-vhost-blk}
-timeout -k 10 900 python3 "$REPO/tests/vm/migrate.py"
+timeout -k 10 900 python3 "$VB_REPO/tests/vm/migrate.py"
 rc=$?
 rm -rf "$SOCKDIR"
 [ $rc -eq 0 ] || echo "# migrate.py exit $rc"

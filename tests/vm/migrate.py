@@ -11,10 +11,13 @@ import mmap
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "scripts", "guest"))
+from qmp import QMP, wait_for  # noqa: E402
 
 QEMU = os.environ["QEMU"]
 OUT = os.environ["OUT"]
@@ -52,51 +55,6 @@ def diag(text):
     sys.stdout.flush()
 
 
-class QMP:
-    def __init__(self, path, timeout=60):
-        deadline = time.time() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX)
-                self.sock.settimeout(120)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.2)
-        self.f = self.sock.makefile("rw")
-        self.events = []
-        self.reply()
-        self.cmd("qmp_capabilities")
-
-    def reply(self):
-        while True:
-            line = self.f.readline()
-            if not line:
-                raise EOFError("QMP connection closed")
-            m = json.loads(line)
-            if "event" in m:
-                self.events.append(m)
-            else:
-                return m
-
-    def cmd(self, name, **args):
-        msg = {"execute": name}
-        if args:
-            msg["arguments"] = args
-        self.f.write(json.dumps(msg) + "\n")
-        self.f.flush()
-        return self.reply()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
 class L2:
     """One QEMU process of the guest."""
     all = []
@@ -117,7 +75,7 @@ class L2:
                                      stdout=subprocess.DEVNULL,
                                      stderr=open(self.err, "w"))
         L2.all.append(self)
-        self.qmp = QMP(self.qmp_path)
+        self.qmp = QMP(self.qmp_path, timeout=60, reply_timeout=120)
 
     def status(self):
         try:
@@ -180,15 +138,6 @@ def status_field(name):
 
 def iterations(vm=None):
     return status_field("ITER") or 0
-
-
-def wait_for(pred, timeout, step=0.3):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
 
 
 def progressing(vm, timeout=240):
