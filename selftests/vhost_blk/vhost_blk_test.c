@@ -51,6 +51,8 @@
  *           landed.  Variants: brd (VBLK_DEV_DELAY over a RAM disk), a
  *           file on ext4 / on xfs made on dm-delay, O_DIRECT and buffered
  *   delay_direct  the same without the buffered variants
+ *   delay_file    the same without brd: the files (their filesystem's
+ *           device has a write cache, so flushes and FUA are traced)
  *   file    no backend attached; a file on ext4 / on xfs in self->c.path
  */
 DEVICE_FIXTURE(ctl);
@@ -132,6 +134,12 @@ FIXTURE_VARIANT_ADD(delay, ext4) { .b = &delay_ext4 };
 FIXTURE_VARIANT_ADD(delay, xfs) { .b = &delay_xfs };
 FIXTURE_VARIANT_ADD(delay, ext4_buffered) { .b = &delay_ext4_buffered };
 FIXTURE_VARIANT_ADD(delay, xfs_buffered) { .b = &delay_xfs_buffered };
+
+DELAY_FIXTURE(delay_file);
+FIXTURE_VARIANT_ADD(delay_file, ext4) { .b = &delay_ext4 };
+FIXTURE_VARIANT_ADD(delay_file, xfs) { .b = &delay_xfs };
+FIXTURE_VARIANT_ADD(delay_file, ext4_buffered) { .b = &delay_ext4_buffered };
+FIXTURE_VARIANT_ADD(delay_file, xfs_buffered) { .b = &delay_xfs_buffered };
 
 DEVICE_FIXTURE(file);
 FIXTURE_VARIANT(file) {
@@ -2221,9 +2229,10 @@ TEST_F_TIMEOUT(ctl, pools_charged_to_memcg, 90)
  * DISCARD / WRITE_ZEROES limits: VHOST_BLK_MAX_DWZ_SECTORS per segment and
  * per request; a larger request fails with IOERR and does nothing.  The
  * largest valid request is submitted asynchronously: a detach right after
- * it returns within a second.
+ * it returns within a second.  On a file the limits are checked before
+ * the fallocate() is queued, and the detach waits for that work item.
  */
-TEST_F_TIMEOUT(brd, dwz_sector_limits, 120)
+TEST_F_TIMEOUT(io, dwz_sector_limits, 120)
 {
 	const uint32_t max = VHOST_BLK_MAX_DWZ_SECTORS;
 	struct dwz_seg *s = calloc(VHOST_BLK_MAX_DWZ_SEGS, sizeof(*s));
@@ -2296,6 +2305,8 @@ TEST_F_TIMEOUT(ctl, dwz_need_negotiation, 90)
  * Writes are REQ_SYNC (and REQ_IDLE, not traced); without a negotiated
  * FLUSH every write is REQ_FUA, so it is stable when it completes.  On a
  * backend with a volatile write cache (FUA is kept by the block layer).
+ * Block devices only: the module builds no bio for a file, see
+ * delay_file.write_flags_follow_flush_feature.
  */
 TEST_F_TIMEOUT(ctl, write_flags_follow_flush_feature, 90)
 {
@@ -2312,6 +2323,38 @@ TEST_F_TIMEOUT(ctl, write_flags_follow_flush_feature, 90)
 	ASSERT_EQ(0, trace_write_rwbs(_metadata, &self->c, 4100, rwbs, sizeof(rwbs)))
 		TH_LOG("no block_bio_queue event for the write");
 	EXPECT_STREQ("WFS", rwbs) TH_LOG("FLUSH not negotiated");
+}
+
+/*
+ * On a file, without a negotiated FLUSH every write is a DSYNC write
+ * (IOCB_DSYNC, or RWF_DSYNC on the workqueue): it is stable when it
+ * completes, so the filesystem has sent a flush or a FUA write to its
+ * device by then.  With FLUSH negotiated a write sends neither, a FLUSH
+ * request does.  The filesystem's device has a write cache, so both
+ * reach the block_bio_queue trace (on brd they are dropped before it).
+ */
+TEST_F_TIMEOUT(delay_file, write_flags_follow_flush_feature, 120)
+{
+	struct stat st;
+	int n, i;
+
+	ASSERT_EQ(0, fstat(self->c.bfd, &st));
+	ctx_reopen_features(_metadata, &self->c, VBLK_DEFAULT_FEATURES);
+	/* a background journal commit may add a flush: three tries */
+	for (i = 0, n = 1; i < 3 && n; i++) {
+		n = trace_flush_bios(_metadata, &self->c, VIRTIO_BLK_T_OUT,
+				     4000 + 8 * i, st.st_dev);
+		ASSERT_LE(0, n) TH_LOG("no block_bio_queue trace");
+	}
+	EXPECT_EQ(0, n) TH_LOG("FLUSH negotiated: each of 3 writes sent %d flush or FUA bios", n);
+	EXPECT_LE(1, trace_flush_bios(_metadata, &self->c, VIRTIO_BLK_T_FLUSH,
+				      0, st.st_dev)) TH_LOG("FLUSH request: no flush traced");
+
+	ctx_reopen_features(_metadata, &self->c,
+			    VBLK_DEFAULT_FEATURES & ~F(VIRTIO_BLK_F_FLUSH));
+	EXPECT_LE(1, trace_flush_bios(_metadata, &self->c, VIRTIO_BLK_T_OUT,
+				      4100, st.st_dev))
+		TH_LOG("FLUSH not negotiated: the write completed with no flush or FUA");
 }
 
 /*
@@ -2514,20 +2557,23 @@ TEST_F_TIMEOUT(file, file_refused_types, 90)
 /*
  * debugfs vhost-blk/<id>/stats counts requests by type, bytes, bounced
  * bytes and errors; the id is in the descriptor's fdinfo; the directory
- * goes away with the device.
+ * goes away with the device.  A buffered file bounces every read and
+ * write (page cache I/O on bounce pages), a block device or an O_DIRECT
+ * file only the unaligned read.
  */
-TEST_F_TIMEOUT(brd, stats_count_requests, 90)
+TEST_F_TIMEOUT(io, stats_count_requests, 90)
 {
 	static const struct { const char *name; long long n; } want[] = {
 		{ "requests_in", 3 }, { "requests_out", 3 },
 		{ "requests_flush", 1 }, { "requests_get_id", 1 },
 		{ "requests_other", 1 }, { "requests_discard", 0 },
 		{ "read_bytes", 2 * 4096 }, { "write_bytes", 3 * 4096 },
-		{ "bounced_bytes", 4096 }, { "errors_ioerr", 1 },
+		{ "errors_ioerr", 1 },
 		{ "errors_unsupp", 1 }, { "in_flight", 0 },
 		{ "bounce_held_bytes", 0 },
 	};
 	static const struct vblk_layout una = { .offset = 100 };
+	bool buffered = backend_is_file(&self->c) && !(self->c.oflags & O_DIRECT);
 	uint64_t seed = new_seed();
 	char path[96], id[20];
 	uint8_t buf[4096];
@@ -2552,6 +2598,8 @@ TEST_F_TIMEOUT(brd, stats_count_requests, 90)
 		EXPECT_EQ(want[i].n, stat_of(_metadata, &self->c, want[i].name))
 			TH_LOG("%s", want[i].name);
 	}
+	EXPECT_EQ((buffered ? 5 : 1) * 4096,
+		  stat_of(_metadata, &self->c, "bounced_bytes"));
 	EXPECT_LE(1, stat_of(_metadata, &self->c, "completion_runs"));
 	ASSERT_EQ(0, stats_path(&self->c, path, sizeof(path)));
 	ctx_close(&self->c);
@@ -2564,9 +2612,11 @@ TEST_F_TIMEOUT(brd, stats_count_requests, 90)
  * memory is there.  The backend is attached from a memory cgroup, then
  * the process leaves it and the cgroup is limited so that a 4 MiB bounced
  * read cannot get its pages: the device keeps charging the cgroup it was
- * attached from (also where the worker is a kernel thread, 6.1).
+ * attached from (also where the worker is a kernel thread, 6.1).  On a
+ * file the same bounce pages are taken by the worker, before the kiocb
+ * or the work item is started.
  */
-TEST_F_TIMEOUT(brd, out_of_memory_waits, 120)
+TEST_F_TIMEOUT(io, out_of_memory_waits, 120)
 {
 	static const struct vblk_layout una = { .offset = 100 };
 	const size_t len = 4 * MiB;
@@ -2630,82 +2680,31 @@ TEST_F_TIMEOUT(brd, out_of_memory_waits, 120)
 /*
  * Completions are weighted like kicks: a burst of finished requests is
  * returned VHOST_BLK_WEIGHT (256) at a time, the rest in later runs.
- * 600 reads wait in dm-delay; "dmsetup suspend" flushes them all at once
- * from a SCHED_FIFO process on the CPU the worker is pinned to, so they
- * are all finished before the worker can run.
+ * 600 reads are held by the backend's dm-delay (its read delay raised to
+ * 30 s); "dmsetup suspend" flushes them all at once from a SCHED_FIFO
+ * process on the CPU the worker is pinned to, and the device below
+ * (brd, null_blk) completes each inside that call, so they are all
+ * finished before the worker can run.  Not on buffered files: their
+ * requests end one by one in workqueue items, never inside the suspend.
  */
-TEST_F_TIMEOUT(ctl, completion_weight_bounds_a_burst, 180)
+TEST_F_TIMEOUT(delay_direct, completion_weight_bounds_a_burst, 300)
 {
-	static const struct vblk_layout ind = { .flags = VBLK_L_INDIRECT };
 	struct vblk_opts o = VBLK_OPTS_DEFAULT;
-	const unsigned int n = 600;
-	char name[48], dev[80], cmd[256];
-	struct sched_param sp = { .sched_priority = 10 };
-	uint64_t seed = new_seed();
-	const char *under_dev;
-	struct vblk_req *r;
-	uint8_t *buf;
-	cpu_set_t cpu0;
-	pid_t pid;
-	int st;
+	uint64_t ms = 0;
 
-	under_dev = env_dev("VBLK_DEV_DELAY_UNDER", NULL);
-	if (!under_dev || access(under_dev, F_OK))
-		SKIP(return, "VBLK_DEV_DELAY_UNDER not set");
-	bdev_fill(_metadata, under_dev, 0, n * 4096, seed);
-	snprintf(name, sizeof(name), "vblk-burst-%d", getpid());
-	snprintf(dev, sizeof(dev), "/dev/mapper/%s", name);
-	snprintf(cmd, sizeof(cmd),
-		 "dmsetup create --noudevsync %s --table '0 %lu delay %s 0 30000' && dmsetup mknodes %s",
-		 name, n * 8UL, under_dev, name);
-	ASSERT_EQ(0, system(cmd));
-
-	o.qsize = 1024;
-	ctx_reopen(_metadata, &self->c, &o);
-	ctx_attach(_metadata, &self->c, dev, O_RDWR);
-	ASSERT_LE(1, pin_workers(getpid())) TH_LOG("no vhost-%d thread", getpid());
-	r = calloc(n, sizeof(*r));
-	buf = malloc(n * 4096);
-	ASSERT_TRUE(r && buf);
-	for (unsigned int i = 0; i < n; i++) {
-		vblk_req_init(&r[i], VIRTIO_BLK_T_IN, i * 8);
-		r[i].in = buf + i * 4096;
-		r[i].in_len = 4096;
-		r[i].layout = &ind;
-		ASSERT_EQ(0, vblk_submit(self->vq, &r[i]));
+	/*
+	 * A suspend of 900 ms or more (a loaded host) may have let the
+	 * worker run: RT throttling (6.1) and the fair server (6.12) give
+	 * it CPU 0 after 950 ms.  Such a run proves nothing; try again.
+	 */
+	for (int i = 0; i < 3 && (!i || ms >= 900); i++) {
+		o.qsize = 1024;
+		ctx_reopen(_metadata, &self->c, &o);
+		ms = burst(_metadata, &self->c, 600);
+		TH_LOG("600 reads ended by a suspend of %llu ms", (unsigned long long)ms);
 	}
-	vblk_kick(self->vq, true);
-	ASSERT_TRUE(consumed(&self->c, n, 60000));
-	EXPECT_EQ(n, stat_of(_metadata, &self->c, "in_flight"));
-
-	pid = fork();
-	ASSERT_LE(0, pid);
-	if (!pid) {
-		CPU_ZERO(&cpu0);
-		CPU_SET(0, &cpu0);
-		if (sched_setaffinity(0, sizeof(cpu0), &cpu0) ||
-		    sched_setscheduler(0, SCHED_FIFO, &sp))
-			_exit(2);
-		execlp("dmsetup", "dmsetup", "suspend", "--noudevsync", name,
-		       (char *)NULL);
-		_exit(3);
-	}
-	ASSERT_EQ(pid, waitpid(pid, &st, 0));
-	EXPECT_EQ(0, st) TH_LOG("dmsetup suspend under SCHED_FIFO: status %#x", st);
-	ASSERT_EQ(0, vblk_wait_all(self->vq, WAIT_MS));
-	for (unsigned int i = 0; i < n; i++) {
-		ASSERT_EQ(VIRTIO_BLK_S_OK, r[i].status) TH_LOG("read %u", i);
-	}
-	EXPECT_EQ(-1, vblk_pattern_check(buf, n * 4096, 0, seed, NULL, 0));
 	EXPECT_EQ(256, stat_of(_metadata, &self->c, "completion_max_batch"));
 	EXPECT_LE(2, stat_of(_metadata, &self->c, "completion_deferred"));
-	ctx_close(&self->c);	/* before the device under it goes */
-	snprintf(cmd, sizeof(cmd),
-		 "dmsetup resume --noudevsync %s; dmsetup remove --noudevsync %s",
-		 name, name);
-	EXPECT_EQ(0, system(cmd));
-	free(buf);
-	free(r);
 }
 
 /*

@@ -1580,33 +1580,63 @@ static long long cg_read(const char *dir, const char *file)
 	return v;
 }
 
-/* The block-layer flags of the bios a guest write makes (ftrace). */
-static int trace_write_rwbs(struct __test_metadata *_metadata, struct ctx *c,
-			    uint64_t sector, char *rwbs, size_t len)
+/*
+ * The block_bio_queue trace events (ftrace) of one request of type (OUT:
+ * a 4 KiB write at sector; FLUSH), as a string the caller frees; NULL if
+ * tracing is not available.
+ */
+static char *trace_bios(struct __test_metadata *_metadata, struct ctx *c,
+			uint32_t type, uint64_t sector)
 {
-	static const char *tr = "/sys/kernel/tracing";
-	char p[256], line[512], want[64];
-	uint64_t seed = new_seed();
-	int found = -1;
+	static const char *tr = "/sys/kernel/tracing/trace";
+	size_t len = 0, size = 1 << 16, got;
+	char *text;
 	FILE *f;
 
-	snprintf(p, sizeof(p), "%s/trace", tr);
-	if (access(p, F_OK) && system("mount -t tracefs nodev /sys/kernel/tracing"))
-		return -1;
+	if (access(tr, F_OK) && system("mount -t tracefs nodev /sys/kernel/tracing"))
+		return NULL;
 	if (system("echo 0 > /sys/kernel/tracing/tracing_on; "
 		   "echo > /sys/kernel/tracing/trace; "
 		   "echo 1 > /sys/kernel/tracing/events/block/block_bio_queue/enable; "
 		   "echo 1 > /sys/kernel/tracing/tracing_on"))
-		return -1;
-	dev_write(_metadata, &c->d.vq[0], sector, 4096, seed, NULL);
+		return NULL;
+	if (type == VIRTIO_BLK_T_OUT)
+		dev_write(_metadata, &c->d.vq[0], sector, 4096, new_seed(), NULL);
+	else
+		EXPECT_EQ(VIRTIO_BLK_S_OK, io_status(_metadata, &c->d.vq[0], type,
+						     sector, 0, NULL));
 	if (system("echo 0 > /sys/kernel/tracing/tracing_on; "
 		   "echo 0 > /sys/kernel/tracing/events/block/block_bio_queue/enable"))
+		return NULL;
+	f = fopen(tr, "r");
+	text = malloc(size);
+	ASSERT_TRUE(f && text);
+	while ((got = fread(text + len, 1, size - len - 1, f)) > 0) {
+		len += got;
+		if (len + 1 == size) {
+			size *= 2;
+			text = realloc(text, size);
+			ASSERT_NE(NULL, text);
+		}
+	}
+	text[len] = 0;
+	fclose(f);
+	return text;
+}
+
+/* The block-layer flags of the bio a guest write at sector makes. */
+static int trace_write_rwbs(struct __test_metadata *_metadata, struct ctx *c,
+			    uint64_t sector, char *rwbs, size_t len)
+{
+	char *text = trace_bios(_metadata, c, VIRTIO_BLK_T_OUT, sector);
+	char want[64], *line, *save = NULL;
+	int found = -1;
+
+	if (!text)
 		return -1;
 	snprintf(want, sizeof(want), " %llu + 8 ", (unsigned long long)sector);
-	f = fopen(p, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
 		char *q = strstr(line, want), *e;
 
 		if (!q)
@@ -1619,8 +1649,33 @@ static int trace_write_rwbs(struct __test_metadata *_metadata, struct ctx *c,
 			found = 0;
 		}
 	}
-	fclose(f);
+	free(text);
 	return found;
+}
+
+/*
+ * Bios with a preflush or FUA (an F in their flags) that one request of
+ * type (as trace_bios()) sent to the block device dev; -1 if not traced.
+ */
+static int trace_flush_bios(struct __test_metadata *_metadata, struct ctx *c,
+			    uint32_t type, uint64_t sector, dev_t dev)
+{
+	char *text = trace_bios(_metadata, c, type, sector);
+	char want[32], rwbs[16], *line, *save = NULL, *q;
+	int n = 0;
+
+	if (!text)
+		return -1;
+	snprintf(want, sizeof(want), ": %u,%u ", major(dev), minor(dev));
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		q = strstr(line, want);
+		if (q && sscanf(q + strlen(want), "%15s", rwbs) == 1 &&
+		    strchr(rwbs, 'F'))
+			n++;
+	}
+	free(text);
+	return n;
 }
 
 /*
@@ -1840,6 +1895,124 @@ static int pin_workers(pid_t pid)
 	}
 	closedir(procs);
 	return n;
+}
+
+/*
+ * The tables of the dm-delay device under c's backend (the backend itself,
+ * or the filesystem of a file): name, its table as it is (orig) and the
+ * same with reads held for 30 s (held); writes and flushes keep their delay.
+ */
+#define DM_NAME_LEN	64
+#define DM_TABLE_LEN	160
+
+static void delay_tables(struct __test_metadata *_metadata, struct ctx *c,
+			 char name[DM_NAME_LEN], char orig[DM_TABLE_LEN],
+			 char held[DM_TABLE_LEN])
+{
+	unsigned long long start, sectors, off;
+	char p[96], cmd[160], dev[32];
+	unsigned int ms;
+	struct stat st;
+	dev_t d;
+	FILE *f;
+
+	ASSERT_EQ(0, fstat(c->bfd, &st));
+	d = S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev;
+	snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/dm/name", major(d), minor(d));
+	f = fopen(p, "r");
+	ASSERT_NE(NULL, f) TH_LOG("%s: the backend is not on dm-delay", p);
+	ASSERT_NE(NULL, fgets(name, DM_NAME_LEN, f));
+	fclose(f);
+	name[strcspn(name, "\n")] = 0;
+	snprintf(cmd, sizeof(cmd), "dmsetup table %s", name);
+	f = popen(cmd, "r");
+	ASSERT_NE(NULL, f);
+	ASSERT_EQ(5, fscanf(f, "%llu %llu delay %31s %llu %u", &start, &sectors,
+			    dev, &off, &ms)) TH_LOG("%s: not a dm-delay table", name);
+	pclose(f);
+	snprintf(orig, DM_TABLE_LEN, "0 %llu delay %s %llu %u", sectors, dev, off, ms);
+	snprintf(held, DM_TABLE_LEN, "0 %llu delay %s %llu 30000 %s %llu %u", sectors,
+		 dev, off, dev, off, ms);
+}
+
+/* Load table into the dm device name and resume it (no filesystem freeze). */
+static int dm_retable(const char *name, const char *table)
+{
+	char cmd[2 * DM_NAME_LEN + DM_TABLE_LEN + 100];
+
+	snprintf(cmd, sizeof(cmd),
+		 "dmsetup reload --noudevsync %s --table '%s' && "
+		 "dmsetup resume --nolockfs --noudevsync %s", name, table, name);
+	return system(cmd);
+}
+
+/*
+ * n 4 KiB reads of sectors 0, 8, ... held by the dm-delay under c's
+ * backend, then ended at once by "dmsetup suspend" run SCHED_FIFO on CPU
+ * 0, where c's worker is pinned; all complete with the right data.
+ * Returns how long the suspend took (ms).  The dm-delay table is
+ * restored on every path once it was changed.
+ */
+static uint64_t burst(struct __test_metadata *_metadata, struct ctx *c,
+		      unsigned int n)
+{
+	static const struct vblk_layout ind = { .flags = VBLK_L_INDIRECT };
+	struct sched_param sp = { .sched_priority = 10 };
+	char name[DM_NAME_LEN], orig[DM_TABLE_LEN], held[DM_TABLE_LEN];
+	struct vblk_vq *vq = &c->d.vq[0];
+	uint64_t seed = new_seed(), t0;
+	struct vblk_req *r;
+	unsigned int i;
+	uint8_t *buf;
+	cpu_set_t cpu0;
+	int st = -1;
+	pid_t pid;
+
+	delay_tables(_metadata, c, name, orig, held);
+	bdev_fill(_metadata, c->path, 0, n * 4096, seed);
+	ASSERT_LE(1, pin_workers(getpid())) TH_LOG("no vhost-%d thread", getpid());
+	r = calloc(n, sizeof(*r));
+	buf = malloc(n * 4096);
+	ASSERT_TRUE(r && buf);
+	ASSERT_EQ(0, dm_retable(name, held));
+	for (i = 0; i < n; i++) {
+		vblk_req_init(&r[i], VIRTIO_BLK_T_IN, i * 8);
+		r[i].in = buf + i * 4096;
+		r[i].in_len = 4096;
+		r[i].layout = &ind;
+		if (vblk_submit(vq, &r[i]))
+			break;
+	}
+	EXPECT_EQ(n, i) TH_LOG("submitted %u reads", i);
+	vblk_kick(vq, true);
+	EXPECT_TRUE(consumed(c, n, 60000));
+	EXPECT_EQ(n, stat_of(_metadata, c, "in_flight"));
+
+	t0 = vblk_now_ms();
+	pid = fork();
+	if (!pid) {
+		CPU_ZERO(&cpu0);
+		CPU_SET(0, &cpu0);
+		if (sched_setaffinity(0, sizeof(cpu0), &cpu0) ||
+		    sched_setscheduler(0, SCHED_FIFO, &sp))
+			_exit(2);
+		execlp("dmsetup", "dmsetup", "suspend", "--nolockfs",
+		       "--noudevsync", name, (char *)NULL);
+		_exit(3);
+	}
+	if (pid > 0)
+		waitpid(pid, &st, 0);
+	t0 = vblk_now_ms() - t0;
+	EXPECT_EQ(0, st) TH_LOG("dmsetup suspend under SCHED_FIFO: status %#x", st);
+	ASSERT_EQ(0, dm_retable(name, orig)) TH_LOG("%s: table not restored", name);
+	ASSERT_EQ(0, vblk_wait_all(vq, WAIT_MS));
+	for (i = 0; i < n; i++) {
+		ASSERT_EQ(VIRTIO_BLK_S_OK, r[i].status) TH_LOG("read %u", i);
+	}
+	EXPECT_EQ(-1, vblk_pattern_check(buf, n * 4096, 0, seed, NULL, 0));
+	free(buf);
+	free(r);
+	return t0;
 }
 
 /*

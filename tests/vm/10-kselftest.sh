@@ -23,8 +23,9 @@
 #	VBLK_FILE_XFS       a 64 MiB file on xfs on a loop device (320 MiB,
 #	                    sparse, in the VM's /tmp)
 #	VBLK_FILE_DELAY     a 64 MiB file on ext4 made on dm-delay (VBLK_DELAY_MS)
-#	                    over a loop device (96 MiB, sparse, in /tmp),
-#	VBLK_FILE_DELAY_UNDER  that loop device;
+#	                    over a null_blk (96 MiB, memory_backed, irqmode=0,
+#	                    write cache),
+#	VBLK_FILE_DELAY_UNDER  that null_blk;
 #	VBLK_FILE_XFS_DELAY(_UNDER) the same with xfs (320 MiB)
 # Extra arguments go to the test binary (e.g. -t rw_basic, -l to list);
 # VBLK_KSFT_BIN picks another build of it (e.g. one with sanitizers).
@@ -95,7 +96,7 @@ cleanup() {
 	for n in delay error fdelay-ext4 fdelay-xfs; do
 		dmsetup remove --noudevsync "$PFX-$n" >/dev/null 2>&1
 	done
-	for n in disc nodisc 4k cache; do
+	for n in disc nodisc 4k cache fdext4 fdxfs; do
 		if [ -d "$CFS/$PFX$n" ]; then
 			echo 0 >"$CFS/$PFX$n/power" 2>/dev/null
 			rmdir "$CFS/$PFX$n" 2>/dev/null
@@ -103,10 +104,6 @@ cleanup() {
 	done
 	umount "$FSDIR/ext4" "$FSDIR/xfs" 2>/dev/null
 	[ -n "${XFS_LOOP:-}" ] && losetup -d "$XFS_LOOP" 2>/dev/null
-	for n in ext4 xfs; do
-		[ -e "$FSDIR/delay-$n.img" ] || continue
-		losetup -j "$FSDIR/delay-$n.img" | cut -d: -f1 | xargs -r losetup -d
-	done
 	rm -rf "$FSDIR"
 }
 
@@ -125,14 +122,19 @@ fs_create() {
 	echo "$mnt/disk.img"
 }
 
-# delay_fs TYPE MIB - a file for the delay fixture: a filesystem made on
-# dm-delay over a loop device (a sparse MIB file in $FSDIR), made and filled
-# with no delay, then DELAY_MS for every read, write and flush; prints
-# "FILE LOOPDEV".
+# delay_fs TYPE MIB - a file for the delay fixtures: a filesystem made on
+# dm-delay over a null_blk of MIB, made and filled with no delay, then
+# DELAY_MS for every read, write and flush; prints "FILE NULLBDEV".  The
+# null_blk completes a request in the context that submits it (irqmode=0),
+# as brd does: when "dmsetup suspend" ends the delay, the file's requests
+# all finish inside it (delay_direct.*.completion_weight_bounds_a_burst);
+# its write cache keeps flushes and FUA writes visible above it
+# (delay_file.*.write_flags_follow_flush_feature).
 delay_fs() {
-	local type=$1 sz=$(($2 * 2048)) img=$FSDIR/delay-$1.img loop d f
-	truncate -s "${2}M" "$img" && loop=$(losetup -f --show "$img") || return 1
-	d=$(dm_create "$PFX-fdelay-$type" "0 $sz delay $loop 0 0") &&
+	local type=$1 sz=$(($2 * 2048)) under d f
+	under=$(nullb_create "${PFX}fd$type" size="$2" blocksize=512 irqmode=0 \
+		cache_size=16) || return 1
+	d=$(dm_create "$PFX-fdelay-$type" "0 $sz delay $under 0 0") &&
 		f=$(fs_create "$type" "$d" "$type-delay") || return 1
 	# lazytime: the mtime update of a guest write opens no journal
 	# transaction, which could wait for a commit held by dm-delay and
@@ -140,10 +142,10 @@ delay_fs() {
 	mount -o remount,lazytime "$FSDIR/$type-delay" ||
 		{ say "$type: no lazytime"; return 1; }
 	dmsetup reload --noudevsync "$PFX-fdelay-$type" \
-		--table "0 $sz delay $loop 0 $DELAY_MS" >/dev/null 2>&1 &&
+		--table "0 $sz delay $under 0 $DELAY_MS" >/dev/null 2>&1 &&
 		dmsetup resume --noudevsync "$PFX-fdelay-$type" >/dev/null 2>&1 ||
 		{ say "dm-delay $type: cannot set the delay"; return 1; }
-	echo "$f $loop"
+	echo "$f $under"
 }
 trap cleanup EXIT
 
