@@ -36,7 +36,8 @@
 # Environment: VHOST_BLK_ACCEL=tcg|kvm (default: probe once, cached),
 # VHOST_BLK_TCG_THREAD=single|multi (TCG vCPU threads, default single),
 # VHOST_BLK_VM_MEM (MiB, default 3072), VHOST_BLK_VM_SMP (default 2),
-# VHOST_BLK_QEMU (default qemu-system-x86_64).
+# VHOST_BLK_QEMU (default: under TCG the test bed's QEMU, built once by
+# scripts/qemu-build.sh --testbed; under KVM qemu-system-x86_64).
 #
 # CMD runs with VHOST_BLK_LINE, VHOST_BLK_ABI, VHOST_BLK_BUILD (repo/build/<abi>),
 # VHOST_BLK_REPO, VHOST_BLK_KERNEL (the cached kernel dir), VHOST_BLK_MODROOT
@@ -259,7 +260,7 @@ cmd_script()
 		VHOST_BLK_BUILD="$VB_REPO/build/$ABI" VHOST_BLK_REPO="$VB_REPO" \
 		VHOST_BLK_KERNEL="$KDIR" VHOST_BLK_MODROOT="$KDIR/modules" \
 		VHOST_BLK_CACHE="$VB_CACHE" VHOST_BLK_OUT=/run/vhost-blk \
-		VHOST_BLK_IN_VM=1; do
+		VHOST_BLK_IN_VM=1 VHOST_BLK_L2_KVM="$L2_KVM"; do
 		printf 'export %q\n' "$v"
 	done
 	printf 'cd %q 2>/dev/null || cd /\n' "$PWD"
@@ -391,8 +392,6 @@ main()
 	if [[ "$SHELL_MODE" = 1 ]] && [[ -t 0 ]]; then
 		read -r ROWS COLS < <(stty size 2>/dev/null) || true
 	fi
-	stage2 >"$OUT/stage2.sh"
-	cmd_script >"$OUT/cmd.sh"
 
 	vb_stage_begin "accel"
 	case "$(accel)" in
@@ -414,6 +413,22 @@ main()
 	*) accel_opts=(-accel "tcg,thread=${VHOST_BLK_TCG_THREAD:-single}" -cpu max)
 	   append="$append tsc=reliable" ;;
 	esac
+	# Under TCG the L1 VM runs its own guests on TCG's emulation of AMD
+	# SVM; Debian's QEMU 7.2 delivers an injected interrupt twice there
+	# (tests/qemu-testbed/), so L1 runs on the test bed's build of it.
+	if [[ -z "${VHOST_BLK_QEMU:-}" && "${accel_opts[1]}" != kvm ]]; then
+		vb_stage_begin "test bed QEMU"
+		QEMU=$("$VB_REPO/scripts/qemu-build.sh" --testbed)/qemu-system-x86_64 ||
+			{ result error -; vb_die "cannot build the test bed's QEMU (scripts/qemu-build.sh --testbed; VHOST_BLK_QEMU overrides)"; }
+		# A build without blobs: the firmware of Debian's packages.
+		accel_opts+=(-L /usr/share/qemu -L /usr/share/seabios)
+	fi
+	# L2 guests may use KVM in L1 (l2.sh's "auto") when L1's SVM is real
+	# or the test bed's; not on another emulator's.
+	L2_KVM=0
+	[[ "${accel_opts[1]}" = kvm || -z "${VHOST_BLK_QEMU:-}" ]] && L2_KVM=1
+	stage2 >"$OUT/stage2.sh"
+	cmd_script >"$OUT/cmd.sh"
 	if [[ -z "$kfence" ]]; then
 		vb_kfence "$LINE" && kfence=1
 	fi

@@ -8,16 +8,16 @@
 #                       [--tcg-timeout SEC] [--smp N] [--mem MB]
 #                       [--reboot-ok] [--append KERNEL-ARGS] -- QEMU-ARGS...
 #
-# VHOST_BLK_L2_ACCEL picks the accelerator: tcg (the default), kvm
-# (-accel kvm -cpu host; in the L1 VM kvm_amd runs on TCG's emulated SVM
-# with nested paging), or auto (kvm when QEMU can create a KVM VM here,
-# else tcg); "l2: accel=kvm|tcg" on stderr says which ran.  TCG stays the
-# default until a 2-vCPU guest runs reliably under KVM here (some boots
-# still stall: see Documentation/testing.rst).  The guest boots with
-# no-kvmapf (no asynchronous page faults; added while the guest hung under
-# KVM, harmless under TCG); --append adds kernel parameters.  --timeout
-# bounds a KVM run (default 300 s), --tcg-timeout a TCG one (default:
-# 4 x --timeout; nested TCG is slow).
+# VHOST_BLK_L2_ACCEL picks the accelerator: auto (the default), kvm
+# (-accel kvm -cpu host) or tcg; "l2: accel=kvm|tcg" on stderr says which
+# ran.  auto is kvm when QEMU can create a KVM VM here, unless
+# scripts/vm-run.sh says (VHOST_BLK_L2_KVM=0) that L1 runs on an emulator
+# other than the test bed's: in the L1 VM kvm_amd runs on TCG's emulated
+# SVM, which needs the test bed's fix (Documentation/testing.rst).  The
+# guest boots with no-kvmapf (no asynchronous page faults; harmless under
+# TCG); --append adds kernel parameters.  --timeout bounds a KVM run
+# (default 300 s), --tcg-timeout a TCG one (default: 4 x --timeout;
+# nested TCG is slow).
 #
 # QEMU-ARGS add the devices, e.g. -device vhost-blk-pci,backend=/dev/ram0.
 # FILE is a shell fragment sourced by the guest's /init (helpers: ok, fail,
@@ -25,8 +25,10 @@
 # initramfs as a second cpio archive.  The serial console goes to the log.
 # The run ends when QEMU exits, or shortly after the guest printed L2-DONE
 # (with --reboot-ok the guest may reboot in between; QEMU is then stopped
-# with SIGTERM after L2-DONE).  Exit status: QEMU's, 0 after L2-DONE, 124
-# on timeout, 2 on bad usage.  Timings go to stderr:
+# with SIGTERM after L2-DONE).  Exit status: 0 after L2-DONE, 124 on
+# timeout, 2 on bad usage, 3 when the guest panicked before L2-DONE (it
+# reboots, and -no-reboot makes QEMU exit 0), else QEMU's.
+# Timings go to stderr:
 #   l2: accel=kvm booted in X s, done in Y s (exit N)
 # On a timeout, l2.sh first asks QEMU (on a monitor socket of its own) for
 # the state of the stuck guest: LOG.diag gets "info cpus", the registers
@@ -100,10 +102,10 @@ kvm_works() {
 		-monitor stdio >/dev/null 2>&1
 }
 
-accel=${VHOST_BLK_L2_ACCEL:-tcg}
+accel=${VHOST_BLK_L2_ACCEL:-auto}
 case $accel in
 kvm|tcg) ;;
-auto) if kvm_works; then accel=kvm; else accel=tcg; fi ;;
+auto) if [ "${VHOST_BLK_L2_KVM:-1}" = 1 ] && kvm_works; then accel=kvm; else accel=tcg; fi ;;
 *) echo "l2: VHOST_BLK_L2_ACCEL must be tcg, kvm or auto, not '$accel'" >&2; exit 2 ;;
 esac
 if [ "$accel" = kvm ]; then
@@ -174,6 +176,11 @@ if [ -s "$work/qemu.err" ]; then
 	sed 's/^/qemu: /' "$work/qemu.err" >&2
 	sed 's/^/qemu: /' "$work/qemu.err" >>"$log"
 fi
-grep -q '^L2-DONE' "$log" && [ "$rc" != 124 ] && rc=0
+if grep -q '^L2-DONE' "$log"; then
+	[ "$rc" != 124 ] && rc=0
+elif [ "$rc" = 0 ] && grep -aq 'Kernel panic - not syncing' "$log"; then
+	echo "l2: the guest panicked (see $log)" >&2
+	rc=3
+fi
 echo "l2: accel=$accel booted in ${booted:-?} s, done in $end s (exit $rc)" >&2
 exit "$rc"
