@@ -35,6 +35,9 @@
 #                        the case "L2 run completed[WHAT] (timings)":
 #                        l2.sh exited 0 (and the guest printed MARKER);
 #                        false when it failed
+#   l2_accel             print kvm or tcg: the accelerator l2.sh would
+#                        pick (VHOST_BLK_L2_ACCEL, default auto), for
+#                        suites that start QEMU themselves (55-migrate.sh)
 #   l2_caps              the capability bits of the loaded vhost_blk
 #                        module (0 if it cannot tell)
 #   l2_done              exit status of the suite: 1 if a case failed
@@ -164,6 +167,21 @@ l2_completed()
 	grep -a '^qemu:' "$SERIAL" | diag
 	tail -20 "$SERIAL" | diag
 	return 1
+}
+
+# The same choice as scripts/guest/l2.sh: auto is kvm when vm-run.sh trusts
+# L1's SVM (VHOST_BLK_L2_KVM) and QEMU can create a KVM VM here.
+l2_accel()
+{
+	local accel=${VHOST_BLK_L2_ACCEL:-auto}
+
+	if [ "$accel" = auto ]; then
+		accel=tcg
+		[ "${VHOST_BLK_L2_KVM:-1}" = 1 ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] &&
+			echo quit | timeout 30 "$QEMU" -M none -accel kvm -nodefaults \
+				-display none -monitor stdio >/dev/null 2>&1 && accel=kvm
+	fi
+	echo "$accel"
 }
 
 # VHOST_BLK_GET_CAPS = _IOR(VHOST_VIRTIO, 0x53, __u64)
