@@ -4,7 +4,7 @@
 # What the packaging VM suites (tests/vm/60-autoload.sh, 65-dkms.sh) share
 # (sourced, after scripts/pkg/vmroot.sh; REPO is the repository):
 #
-#	ok DESC, notok DESC	one numbered TAP line ($n cases, $fails failed)
+#	ok DESC, notok DESC	one numbered TAP line (scripts/lib.sh)
 #	t DESC CMD...		one case from CMD's status, the last lines of
 #				its output and its time as comments
 #	loaded			vhost_blk is loaded
@@ -15,10 +15,8 @@
 #	pkg_finish CLEANUP	run CLEANUP, print the plan, exit 1 after a
 #				failed case
 
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 
 t()
 {
@@ -59,7 +57,6 @@ udevd_stop()
 pkg_finish()
 {
 	"$1"
-	echo "1..$n"
-	[ "$fails" -eq 0 ]
+	tap_done
 	exit $?
 }

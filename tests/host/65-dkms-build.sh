@@ -16,11 +16,8 @@
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO" || exit 1
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
-finish() { echo "1..$n"; [ "$fails" -eq 0 ]; exit $?; }
+. "$REPO/scripts/lib.sh"
+finish() { tap_done; exit $?; }
 
 if [[ " ${VHOST_BLK_LINES:-6.1 6.12} " != *" 6.1 "* ]]; then
 	echo "1..0 # SKIP needs the 6.1 line"
