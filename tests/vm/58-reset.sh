@@ -124,9 +124,11 @@ l2_results reboot-driver-1-queue reset-data-written-before-intact \
 	fio-verify-1-queue-after-reset
 # The trace: the 4-queue device is the one that served queue 1.  Count
 # its requests per queue before the reset, and from its first attach
-# after the reset (the rebooted driver's) on.
+# after the reset (the rebooted driver's) to its next detach (that
+# driver's end: under KVM the guest reboots again within the seconds
+# l2.sh waits after L2-DONE, and a later boot's driver uses all queues).
 read -r dev q1_before q0_after q123_after < <(awk '
-	/vhost_blk_req_start:/ || /vhost_blk_attach:/ {
+	/vhost_blk_req_start:/ || /vhost_blk_attach:/ || /vhost_blk_detach:/ {
 		dev = ""; vq = ""
 		for (i = 1; i <= NF; i++) {
 			if ($i ~ /^dev=/) dev = substr($i, 5)
@@ -135,14 +137,17 @@ read -r dev q1_before q0_after q123_after < <(awk '
 	}
 	/vhost-blk-test: system_reset/ { ev[++n] = "M"; next }
 	/vhost_blk_attach:/ { ev[++n] = "A " dev; next }
+	/vhost_blk_detach:/ { ev[++n] = "D " dev; next }
 	/vhost_blk_req_start:/ { ev[++n] = "R " dev " " vq; if (vq == 1) mq = dev }
 	END {
 		if (mq == "") { print "none 0 0 0"; exit }
-		phase = 0	# 0 before the reset, 1 reset, 2 attached again
+		# 0 before the reset, 1 reset, 2 attached again, 3 detached again
+		phase = 0
 		for (i = 1; i <= n; i++) {
 			split(ev[i], e, " ")
-			if (e[1] == "M") phase = 1
+			if (e[1] == "M" && phase == 0) phase = 1
 			if (e[1] == "A" && e[2] == mq && phase == 1) phase = 2
+			if (e[1] == "D" && e[2] == mq && phase == 2) phase = 3
 			if (e[1] != "R" || e[2] != mq) continue
 			if (phase == 0 && e[3] == 1) b1++
 			if (phase == 2 && e[3] == 0) a0++
