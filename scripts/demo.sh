@@ -13,7 +13,7 @@ for lib in "$REPO"/scripts/lib*.sh; do
 	[ -e "$lib" ] && . "$lib"
 done
 CACHE=${VB_CACHE:-${VHOST_BLK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-blk}}
-LINE=${DEMO_LINE:-6.1}
+LINE=${VHOST_BLK_DEMO_LINE:-6.1}
 T0=$(date +%s)
 n=0
 stage() {
@@ -47,7 +47,7 @@ GENV=$("$REPO/scripts/guest-build.sh")
 
 stage "booting the L1 VM ($LINE kernel, TCG), loading vhost_blk, running the L2 guest on vhost-blk-pci + fio (a few minutes under nested TCG)"
 set +e
-"$REPO/scripts/vm-run.sh" "$LINE" --timeout "${DEMO_VM_TIMEOUT:-1200}" \
+"$REPO/scripts/vm-run.sh" "$LINE" --timeout "${VHOST_BLK_DEMO_VM_TIMEOUT:-1200}" \
 	--log "$CACHE/demo-vm.log" -- "$REPO/scripts/guest/demo-l1.sh" | tee "$CACHE/demo.out" |
 	grep --line-buffered -v '^L2-'
 rc=${PIPESTATUS[0]}

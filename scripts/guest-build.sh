@@ -25,7 +25,7 @@ say() { echo "guest-build: $*" >&2; }
 die() { echo "guest-build: error: $*" >&2; exit 1; }
 
 GDIR=$CACHE/guest
-JOBS=${JOBS:-2}
+JOBS=${VHOST_BLK_JOBS:-2}
 mkdir -p "$GDIR"
 # One build at a time (several suites/engineers may ask concurrently).
 exec 9>"$GDIR/.lock"

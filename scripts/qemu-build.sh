@@ -115,10 +115,10 @@ say "configuring"
 	--enable-attr --enable-cap-ng --enable-tools --enable-plugins \
 	--disable-install-blobs --disable-docs --disable-werror \
 	>"$TOP/configure.log" 2>&1 || { tail -30 "$TOP/configure.log" >&2; die "configure failed"; }
-say "building (ninja -j${JOBS:-2}; ~5 min on 2 cores)"
-ninja -j"${JOBS:-2}" qemu-system-x86_64 >"$TOP/build.log" 2>&1 ||
+say "building (ninja -j${VHOST_BLK_JOBS:-2}; ~5 min on 2 cores)"
+ninja -j"${VHOST_BLK_JOBS:-2}" qemu-system-x86_64 >"$TOP/build.log" 2>&1 ||
 	{ tail -40 "$TOP/build.log" >&2; die "build failed, see $TOP/build.log"; }
 # The instruction-counting plugin (optional, for measurements).
-ninja -j"${JOBS:-2}" tests/plugin/libinsn.so >>"$TOP/build.log" 2>&1 || true
+ninja -j"${VHOST_BLK_JOBS:-2}" tests/plugin/libinsn.so >>"$TOP/build.log" 2>&1 || true
 touch "$TOP/.done"
 echo "$BLD"

@@ -7,7 +7,7 @@
 set -uo pipefail
 
 REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
-SIZE=${DEMO_SIZE:-1M}
+SIZE=${VHOST_BLK_DEMO_SIZE:-1M}
 out=$(mktemp -d /tmp/demo.XXXXXX)
 say() { echo "demo[L1]: $*"; }
 
@@ -32,7 +32,7 @@ STEPS
 
 say "starting the L2 guest (qemu-system-x86_64 -device vhost-blk-pci,backend=/dev/ram0); nested TCG: 1-4 min to boot"
 "$REPO/scripts/guest/l2.sh" --steps "$out/steps.sh" --log "$out/serial.log" \
-	--timeout "${DEMO_TIMEOUT:-600}" -- \
+	--timeout "${VHOST_BLK_DEMO_TIMEOUT:-600}" -- \
 	-device vhost-blk-pci,backend=/dev/ram0,serial=vhost-blk-demo 2>"$out/l2.err"
 rc=$?
 cat "$out/l2.err"

@@ -740,7 +740,7 @@ int main(int argc, char **argv)
 		    ok, ioerr, unsupp, verified);
 		say("epochs %lu, detach/attach cycles %lu, irq toggles %lu, spurious kicks %lu, double kicks %lu, kicks %lu\n",
 		    epochs, detaches, toggles, spurious, doubles, kicks);
-		if (getenv("VBLK_STRESS_STACK_TRACER_OFF")) {
+		if (getenv("VHOST_BLK_STRESS_STACK_TRACER_OFF")) {
 			/* the runtime stack figure is about the stress I/O, not
 			 * about the direct reads of the check below */
 			FILE *f = fopen("/proc/sys/kernel/stack_tracer_enabled", "w");

@@ -4,19 +4,20 @@
  * (see vblk_guest.h).  Backends come from the environment (set up by
  * tests/vm/10-kselftest.sh); a test whose backend is absent SKIPs and says
  * why:
- *   VBLK_DEV_RAM        RAM disk, 512-byte blocks (default /dev/ram0)
- *   VBLK_DEV_RAM2       a second one (default /dev/ram1)
- *   VBLK_DEV_DELAY      dm-delay (a few hundred ms) over a RAM disk,
- *   VBLK_DEV_DELAY_UNDER  that RAM disk (same sectors)
- *   VBLK_DEV_DISCARD    memory-backed null_blk with discard=1
- *   VBLK_DEV_NODISCARD  memory-backed null_blk without discard
- *   VBLK_DEV_ERROR      dm "error" target (every I/O fails)
- *   VBLK_DEV_4K         memory-backed null_blk, 4096-byte logical blocks
- *   VBLK_DEV_CACHE      memory-backed null_blk with a volatile write cache
- *   VBLK_FILE           a file (>= 64 MiB) on ext4, VBLK_FILE_XFS on xfs
- *   VBLK_FILE_DELAY     a file (>= 32 MiB) on ext4 made on dm-delay,
- *   VBLK_FILE_DELAY_UNDER  the device below that dm-delay (same sectors);
- *                       VBLK_FILE_XFS_DELAY(_UNDER) the same with xfs
+ *   VHOST_BLK_DEV_RAM          RAM disk, 512-byte blocks (default /dev/ram0)
+ *   VHOST_BLK_DEV_RAM2         a second one (default /dev/ram1)
+ *   VHOST_BLK_DEV_DELAY        dm-delay (a few hundred ms) over a RAM disk,
+ *   VHOST_BLK_DEV_DELAY_UNDER  that RAM disk (same sectors)
+ *   VHOST_BLK_DEV_DISCARD      memory-backed null_blk with discard=1
+ *   VHOST_BLK_DEV_NODISCARD    memory-backed null_blk without discard
+ *   VHOST_BLK_DEV_ERROR        dm "error" target (every I/O fails)
+ *   VHOST_BLK_DEV_4K           memory-backed null_blk, 4096-byte logical blocks
+ *   VHOST_BLK_DEV_CACHE        memory-backed null_blk, volatile write cache
+ *   VHOST_BLK_FILE             a file (>= 64 MiB) on ext4 (VHOST_BLK_FILE_XFS:
+ *                              on xfs)
+ *   VHOST_BLK_FILE_DELAY       a file (>= 32 MiB) on ext4 made on dm-delay,
+ *   VHOST_BLK_FILE_DELAY_UNDER the device below that dm-delay (same sectors);
+ *                              VHOST_BLK_FILE_XFS_DELAY(_UNDER) the same, xfs
  * The fixtures below say which backend a case runs on; the cases about the
  * data plane run on brd and on both files.  Documentation/selftests.rst
  * lists what each case covers.
@@ -39,16 +40,16 @@
  * teardown closes; the fixture says what backend it has.  A case that
  * needs other device options reopens it (ctx_reopen*) on the same backend.
  *
- *   ctl     no backend attached; the RAM disk (VBLK_DEV_RAM) open in
+ *   ctl     no backend attached; the RAM disk (VHOST_BLK_DEV_RAM) open in
  *           self->c.bfd for cases that attach it themselves
  *   brd     the RAM disk attached (cases about one backend or the control
  *           plane with a backend)
  *   io      the data plane, once per backend: brd, a file on ext4 and a
- *           file on xfs (VBLK_FILE, VBLK_FILE_XFS) opened O_DIRECT, and
- *           the same files opened without it (the page cache)
+ *           file on xfs (VHOST_BLK_FILE, VHOST_BLK_FILE_XFS) opened
+ *           O_DIRECT, and the same files opened without it (the page cache)
  *   delay   a backend on dm-delay attached: requests stay in flight;
  *           self->under is the device below the dm-delay, to check what
- *           landed.  Variants: brd (VBLK_DEV_DELAY over a RAM disk), a
+ *           landed.  Variants: brd (VHOST_BLK_DEV_DELAY over a RAM disk), a
  *           file on ext4 / on xfs made on dm-delay, O_DIRECT and buffered
  *   delay_direct  the same without the buffered variants
  *   delay_file    the same without brd: the files (their filesystem's
@@ -58,13 +59,13 @@
 DEVICE_FIXTURE(ctl);
 FIXTURE_SETUP(ctl)
 {
-	FIXTURE_OPEN("VBLK_DEV_RAM", "/dev/ram0", O_RDWR, false);
+	FIXTURE_OPEN("VHOST_BLK_DEV_RAM", "/dev/ram0", O_RDWR, false);
 }
 
 DEVICE_FIXTURE(brd);
 FIXTURE_SETUP(brd)
 {
-	FIXTURE_OPEN("VBLK_DEV_RAM", "/dev/ram0", O_RDWR, true);
+	FIXTURE_OPEN("VHOST_BLK_DEV_RAM", "/dev/ram0", O_RDWR, true);
 }
 
 DEVICE_FIXTURE(io);
@@ -75,23 +76,23 @@ FIXTURE_VARIANT(io) {
 };
 
 FIXTURE_VARIANT_ADD(io, brd) {
-	.env = "VBLK_DEV_RAM", .def = "/dev/ram0", .oflags = O_RDWR,
+	.env = "VHOST_BLK_DEV_RAM", .def = "/dev/ram0", .oflags = O_RDWR,
 };
 
 FIXTURE_VARIANT_ADD(io, ext4) {
-	.env = "VBLK_FILE", .oflags = O_RDWR | O_DIRECT,
+	.env = "VHOST_BLK_FILE", .oflags = O_RDWR | O_DIRECT,
 };
 
 FIXTURE_VARIANT_ADD(io, xfs) {
-	.env = "VBLK_FILE_XFS", .oflags = O_RDWR | O_DIRECT,
+	.env = "VHOST_BLK_FILE_XFS", .oflags = O_RDWR | O_DIRECT,
 };
 
 FIXTURE_VARIANT_ADD(io, ext4_buffered) {
-	.env = "VBLK_FILE", .oflags = O_RDWR,
+	.env = "VHOST_BLK_FILE", .oflags = O_RDWR,
 };
 
 FIXTURE_VARIANT_ADD(io, xfs_buffered) {
-	.env = "VBLK_FILE_XFS", .oflags = O_RDWR,
+	.env = "VHOST_BLK_FILE_XFS", .oflags = O_RDWR,
 };
 
 FIXTURE_SETUP(io)
@@ -107,19 +108,19 @@ FIXTURE_SETUP(io)
  * stays on the workqueue until it has reached the device through dm-delay.
  */
 static const struct delay_backend delay_brd = {
-	.env = "VBLK_DEV_DELAY", .under = "VBLK_DEV_DELAY_UNDER",
+	.env = "VHOST_BLK_DEV_DELAY", .under = "VHOST_BLK_DEV_DELAY_UNDER",
 	.oflags = O_RDWR,
 }, delay_ext4 = {
-	.env = "VBLK_FILE_DELAY", .under = "VBLK_FILE_DELAY_UNDER",
+	.env = "VHOST_BLK_FILE_DELAY", .under = "VHOST_BLK_FILE_DELAY_UNDER",
 	.oflags = O_RDWR | O_DIRECT,
 }, delay_xfs = {
-	.env = "VBLK_FILE_XFS_DELAY", .under = "VBLK_FILE_XFS_DELAY_UNDER",
+	.env = "VHOST_BLK_FILE_XFS_DELAY", .under = "VHOST_BLK_FILE_XFS_DELAY_UNDER",
 	.oflags = O_RDWR | O_DIRECT,
 }, delay_ext4_buffered = {
-	.env = "VBLK_FILE_DELAY", .under = "VBLK_FILE_DELAY_UNDER",
+	.env = "VHOST_BLK_FILE_DELAY", .under = "VHOST_BLK_FILE_DELAY_UNDER",
 	.oflags = O_RDWR, .feat_off = F(VIRTIO_BLK_F_FLUSH),
 }, delay_xfs_buffered = {
-	.env = "VBLK_FILE_XFS_DELAY", .under = "VBLK_FILE_XFS_DELAY_UNDER",
+	.env = "VHOST_BLK_FILE_XFS_DELAY", .under = "VHOST_BLK_FILE_XFS_DELAY_UNDER",
 	.oflags = O_RDWR, .feat_off = F(VIRTIO_BLK_F_FLUSH),
 };
 
@@ -147,11 +148,11 @@ FIXTURE_VARIANT(file) {
 };
 
 FIXTURE_VARIANT_ADD(file, ext4) {
-	.env = "VBLK_FILE",
+	.env = "VHOST_BLK_FILE",
 };
 
 FIXTURE_VARIANT_ADD(file, xfs) {
-	.env = "VBLK_FILE_XFS",
+	.env = "VHOST_BLK_FILE_XFS",
 };
 
 FIXTURE_SETUP(file)
@@ -674,7 +675,7 @@ TEST_F_TIMEOUT(brd, two_devices_independent, 90)
 	uint8_t id[20];
 	uint32_t used;
 
-	NEED_BDEV(ram2, "VBLK_DEV_RAM2", "/dev/ram1");
+	NEED_BDEV(ram2, "VHOST_BLK_DEV_RAM2", "/dev/ram1");
 	ctx_open(_metadata, &b, ram2, 1);
 	ASSERT_EQ(0, vblk_set_serial(&a->d, "device-a", 8));
 	ASSERT_EQ(0, vblk_set_serial(&b.d, "device-b", 8));
@@ -936,7 +937,7 @@ TEST_F_TIMEOUT(ctl, flush_reaches_backend, 90)
 	const char *dev;
 	uint32_t used;
 
-	ATTACH_ENV(dev, "VBLK_DEV_CACHE");
+	ATTACH_ENV(dev, "VHOST_BLK_DEV_CACHE");
 	if (sysfs_long(dev, "queue/write_cache") < 0 || bdev_stat(dev, 16) < 0)
 		SKIP(return, "%s: no write_cache / flush statistics", dev);
 	dev_write(_metadata, self->vq, 100, 8192, seed, NULL);
@@ -1550,7 +1551,7 @@ TEST_F_TIMEOUT(ctl, discard, 120)
 	long long discards;
 	uint32_t used;
 
-	ATTACH_ENV(dev, "VBLK_DEV_DISCARD");
+	ATTACH_ENV(dev, "VHOST_BLK_DEV_DISCARD");
 	NEED_QUEUE_ATTR(dev, "discard_max_bytes", >, 0);
 	bdev_fill(_metadata, dev, 1000, 64 * KiB, seed);
 	s[0] = (struct dwz_seg){ 1008, 16, 0 };
@@ -1578,7 +1579,7 @@ TEST_F_TIMEOUT(ctl, discard_unsupported_backend, 90)
 	const char *dev;
 	uint32_t used;
 
-	ATTACH_ENV(dev, "VBLK_DEV_NODISCARD");
+	ATTACH_ENV(dev, "VHOST_BLK_DEV_NODISCARD");
 	NEED_QUEUE_ATTR(dev, "discard_max_bytes", ==, 0);
 	bdev_fill(_metadata, dev, 10, 4096, seed);
 	EXPECT_EQ(VIRTIO_BLK_S_UNSUPP, dwz(_metadata, self->vq, VIRTIO_BLK_T_DISCARD,
@@ -1594,7 +1595,7 @@ TEST_F_TIMEOUT(ctl, backend_io_error, 90)
 	const char *dev;
 	uint32_t used;
 
-	ATTACH_ENV(dev, "VBLK_DEV_ERROR");
+	ATTACH_ENV(dev, "VHOST_BLK_DEV_ERROR");
 	for (int i = 0; i < 3; i++) {
 		EXPECT_EQ(VIRTIO_BLK_S_IOERR, io_status(_metadata, self->vq,
 							VIRTIO_BLK_T_IN, i * 64, 4096, &used));
@@ -1614,7 +1615,7 @@ TEST_F_TIMEOUT(ctl, logical_block_4k, 90)
 	uint64_t seed = new_seed();
 	const char *dev;
 
-	ATTACH_ENV(dev, "VBLK_DEV_4K");
+	ATTACH_ENV(dev, "VHOST_BLK_DEV_4K");
 	NEED_QUEUE_ATTR(dev, "logical_block_size", ==, 4096);
 	bdev_fill(_metadata, dev, 64, 16384, seed);
 	EXPECT_EQ(VIRTIO_BLK_S_IOERR, io_status(_metadata, self->vq,
@@ -1685,7 +1686,7 @@ TEST_F_TIMEOUT(brd, backend_replace, 90)
 	const char *ram2;
 	int fd2;
 
-	NEED_BDEV(ram2, "VBLK_DEV_RAM2", "/dev/ram1");
+	NEED_BDEV(ram2, "VHOST_BLK_DEV_RAM2", "/dev/ram1");
 	bdev_fill(_metadata, self->c.path, 1300, 4096, seed);
 	bdev_fill(_metadata, ram2, 1300, 4096, seed + 1);
 	dev_check(_metadata, self->vq, 1300, 4096, seed, NULL, "first backend");
@@ -1859,7 +1860,7 @@ TEST_F_TIMEOUT(delay, replace_with_io_in_flight, 120)
 	const char *ram2;
 	int fd2;
 
-	NEED_BDEV(ram2, "VBLK_DEV_RAM2", "/dev/ram1");
+	NEED_BDEV(ram2, "VHOST_BLK_DEV_RAM2", "/dev/ram1");
 	fd2 = bdev_open(_metadata, ram2, O_RDWR);
 	in = start_inflight(_metadata, &self->c);
 	ASSERT_EQ(0, vblk_set_backend(&self->c.d, fd2));
@@ -2288,7 +2289,7 @@ TEST_F_TIMEOUT(ctl, dwz_need_negotiation, 90)
 	const char *dev;
 	uint32_t used;
 
-	ATTACH_ENV(dev, "VBLK_DEV_DISCARD");
+	ATTACH_ENV(dev, "VHOST_BLK_DEV_DISCARD");
 	ctx_reopen_features(_metadata, &self->c, feat);
 	bdev_fill(_metadata, dev, 3000, 4096, seed);
 	EXPECT_EQ(VIRTIO_BLK_S_UNSUPP, dwz(_metadata, self->vq, VIRTIO_BLK_T_DISCARD,
@@ -2313,7 +2314,7 @@ TEST_F_TIMEOUT(ctl, write_flags_follow_flush_feature, 90)
 	char rwbs[16] = "";
 	const char *dev;
 
-	ATTACH_ENV(dev, "VBLK_DEV_CACHE");
+	ATTACH_ENV(dev, "VHOST_BLK_DEV_CACHE");
 	ASSERT_EQ(0, trace_write_rwbs(_metadata, &self->c, 4000, rwbs, sizeof(rwbs)))
 		TH_LOG("no block_bio_queue event for the write");
 	EXPECT_STREQ("WS", rwbs) TH_LOG("FLUSH negotiated");

@@ -1187,8 +1187,9 @@ static void owner_dies(struct __test_metadata *_metadata,
  * GET_ID) in random layouts (direct/indirect, misaligned, split headers,
  * merged status), interrupts toggled at random.  Each in-flight request
  * owns a slot of sectors, a model of the slot's content checks every read.
- * Seed: $VBLK_SEED (printed); length: $VBLK_MIX_REQS requests (default 1500
- * on a block device, 500 on a file: the suite runs it on four files).
+ * Seed: $VHOST_BLK_MIX_SEED (printed); length: $VHOST_BLK_MIX_REQS requests
+ * (default 1500 on a block device, 500 on a file: the suite runs it on four
+ * files).
  */
 #define MIX_SLOTS	8
 #define MIX_SLOT_SECS	64
@@ -1395,14 +1396,14 @@ static void mix_run(struct __test_metadata *_metadata, struct ctx *c,
 	pthread_t th;
 	const char *e;
 
-	e = getenv("VBLK_SEED");
+	e = getenv("VHOST_BLK_MIX_SEED");
 	seed = e ? strtoull(e, NULL, 0) : (vblk_now_ms() ^ getpid());
-	e = getenv("VBLK_MIX_REQS");
+	e = getenv("VHOST_BLK_MIX_REQS");
 	want = e ? strtoul(e, NULL, 0) : backend_is_file(c) ? 500 : 1500;
 	mix_rng = seed | 1;
 	mix_ro_toggling = toggle_ro;
 	mix_ro_rejected = mix_writes_ok = 0;
-	TH_LOG("seed %llu (VBLK_SEED to repeat), %lu requests",
+	TH_LOG("seed %llu (VHOST_BLK_MIX_SEED to repeat), %lu requests",
 	       (unsigned long long)seed, want);
 	o.nvqs = VHOST_BLK_MAX_VQS;
 	o.mem_size = 64 << 20;

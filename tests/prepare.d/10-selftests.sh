@@ -6,11 +6,11 @@
 #	build/selftests/<line>/vhost_blk_test, libvblk_guest.a
 # Kernel independent userspace: needs only the harness and
 # include/uapi/linux/vhost_blk.h.  Idempotent (make decides).  Prints TAP.
-# VBLK_LINES overrides the lines (default "6.1 6.12").
+# VHOST_BLK_LINES overrides the lines (default "6.1 6.12").
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-LINES=${VBLK_LINES:-6.1 6.12}
+LINES=${VHOST_BLK_LINES:-6.1 6.12}
 
 n=0
 rc=0

@@ -11,30 +11,31 @@
 # case and variant (Documentation/selftests.rst), then two leak checks
 # (module reference count 0, dm backends removable), plan last.
 # Backends (exported to the test binary):
-#	VBLK_DEV_RAM=/dev/ram0  VBLK_DEV_RAM2=/dev/ram1
-#	VBLK_DEV_DELAY      dm-delay (VBLK_DELAY_MS, default 400 ms) over /dev/ram2
-#	VBLK_DEV_DELAY_UNDER=/dev/ram2
-#	VBLK_DEV_ERROR      dm "error" target
-#	VBLK_DEV_DISCARD    null_blk memory_backed=1 discard=1
-#	VBLK_DEV_NODISCARD  null_blk memory_backed=1 discard=0
-#	VBLK_DEV_4K         null_blk memory_backed=1 blocksize=4096
-#	VBLK_DEV_CACHE      null_blk memory_backed=1 cache_size=16 (write cache)
-#	VBLK_FILE           a 64 MiB file on ext4 on /dev/ram3
-#	VBLK_FILE_XFS       a 64 MiB file on xfs on a loop device (320 MiB,
-#	                    sparse, in the VM's /tmp)
-#	VBLK_FILE_DELAY     a 64 MiB file on ext4 made on dm-delay (VBLK_DELAY_MS)
-#	                    over a null_blk (96 MiB, memory_backed, irqmode=0,
-#	                    write cache),
-#	VBLK_FILE_DELAY_UNDER  that null_blk;
-#	VBLK_FILE_XFS_DELAY(_UNDER) the same with xfs (320 MiB)
+#	VHOST_BLK_DEV_RAM=/dev/ram0  VHOST_BLK_DEV_RAM2=/dev/ram1
+#	VHOST_BLK_DEV_DELAY        dm-delay (VHOST_BLK_DELAY_MS, default 400 ms)
+#	                           over /dev/ram2
+#	VHOST_BLK_DEV_DELAY_UNDER=/dev/ram2
+#	VHOST_BLK_DEV_ERROR        dm "error" target
+#	VHOST_BLK_DEV_DISCARD      null_blk memory_backed=1 discard=1
+#	VHOST_BLK_DEV_NODISCARD    null_blk memory_backed=1 discard=0
+#	VHOST_BLK_DEV_4K           null_blk memory_backed=1 blocksize=4096
+#	VHOST_BLK_DEV_CACHE        null_blk memory_backed=1 cache_size=16 (write cache)
+#	VHOST_BLK_FILE             a 64 MiB file on ext4 on /dev/ram3
+#	VHOST_BLK_FILE_XFS         a 64 MiB file on xfs on a loop device (320 MiB,
+#	                           sparse, in the VM's /tmp)
+#	VHOST_BLK_FILE_DELAY       a 64 MiB file on ext4 made on dm-delay
+#	                           (VHOST_BLK_DELAY_MS) over a null_blk (96 MiB,
+#	                           memory_backed, irqmode=0, write cache),
+#	VHOST_BLK_FILE_DELAY_UNDER that null_blk;
+#	VHOST_BLK_FILE_XFS_DELAY(_UNDER) the same with xfs (320 MiB)
 # Extra arguments go to the test binary (e.g. -t rw_basic, -l to list);
-# VBLK_KSFT_BIN picks another build of it (e.g. one with sanitizers).
+# VHOST_BLK_KSFT_BIN picks another build of it (e.g. one with sanitizers).
 set -uo pipefail
 
 REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
 LINE=${VHOST_BLK_LINE:-}
-SUITE_TIMEOUT=${VBLK_KSFT_TIMEOUT:-1100}
-DELAY_MS=${VBLK_DELAY_MS:-400}
+SUITE_TIMEOUT=${VHOST_BLK_KSFT_TIMEOUT:-1100}
+DELAY_MS=${VHOST_BLK_DELAY_MS:-400}
 CFS=/sys/kernel/config/nullb
 PFX=vblkt
 FSDIR=/tmp/vblkt-fs
@@ -42,7 +43,7 @@ FSDIR=/tmp/vblkt-fs
 say() { echo "# 10-kselftest: $*"; }
 
 bin=
-for c in ${VBLK_KSFT_BIN:+"$VBLK_KSFT_BIN"} \
+for c in ${VHOST_BLK_KSFT_BIN:+"$VHOST_BLK_KSFT_BIN"} \
 	 ${LINE:+"$REPO/build/selftests/$LINE/vhost_blk_test"} \
 	 "$REPO"/build/selftests/*/vhost_blk_test; do
 	[ -x "$c" ] && { bin=$c; break; }
@@ -150,42 +151,42 @@ delay_fs() {
 trap cleanup EXIT
 
 cleanup
-export VBLK_DEV_RAM=/dev/ram0 VBLK_DEV_RAM2=/dev/ram1
+export VHOST_BLK_DEV_RAM=/dev/ram0 VHOST_BLK_DEV_RAM2=/dev/ram1
 for r in ram0 ram1 ram2; do
 	[ -b /dev/$r ] || say "/dev/$r missing (brd rd_nr>=3 expected)"
 done
-unset VBLK_DEV_DELAY VBLK_DEV_DELAY_UNDER VBLK_DEV_ERROR VBLK_DEV_DISCARD VBLK_DEV_NODISCARD VBLK_DEV_4K VBLK_DEV_CACHE
-unset VBLK_FILE VBLK_FILE_XFS VBLK_FILE_DELAY VBLK_FILE_DELAY_UNDER VBLK_FILE_XFS_DELAY VBLK_FILE_XFS_DELAY_UNDER
+unset VHOST_BLK_DEV_DELAY VHOST_BLK_DEV_DELAY_UNDER VHOST_BLK_DEV_ERROR VHOST_BLK_DEV_DISCARD VHOST_BLK_DEV_NODISCARD VHOST_BLK_DEV_4K VHOST_BLK_DEV_CACHE
+unset VHOST_BLK_FILE VHOST_BLK_FILE_XFS VHOST_BLK_FILE_DELAY VHOST_BLK_FILE_DELAY_UNDER VHOST_BLK_FILE_XFS_DELAY VHOST_BLK_FILE_XFS_DELAY_UNDER
 if [ -b /dev/ram2 ]; then
 	sz=$(blockdev --getsz /dev/ram2)
 	d=$(dm_create "$PFX-delay" "0 $sz delay /dev/ram2 0 $DELAY_MS") &&
-		export VBLK_DEV_DELAY=$d VBLK_DEV_DELAY_UNDER=/dev/ram2
+		export VHOST_BLK_DEV_DELAY=$d VHOST_BLK_DEV_DELAY_UNDER=/dev/ram2
 fi
-d=$(dm_create "$PFX-error" "0 262144 error") && export VBLK_DEV_ERROR=$d
-d=$(nullb_create "${PFX}disc" blocksize=512 discard=1) && export VBLK_DEV_DISCARD=$d
-d=$(nullb_create "${PFX}nodisc" blocksize=512 discard=0) && export VBLK_DEV_NODISCARD=$d
-d=$(nullb_create "${PFX}4k" blocksize=4096) && export VBLK_DEV_4K=$d
-d=$(nullb_create "${PFX}cache" blocksize=512 cache_size=16) && export VBLK_DEV_CACHE=$d
+d=$(dm_create "$PFX-error" "0 262144 error") && export VHOST_BLK_DEV_ERROR=$d
+d=$(nullb_create "${PFX}disc" blocksize=512 discard=1) && export VHOST_BLK_DEV_DISCARD=$d
+d=$(nullb_create "${PFX}nodisc" blocksize=512 discard=0) && export VHOST_BLK_DEV_NODISCARD=$d
+d=$(nullb_create "${PFX}4k" blocksize=4096) && export VHOST_BLK_DEV_4K=$d
+d=$(nullb_create "${PFX}cache" blocksize=512 cache_size=16) && export VHOST_BLK_DEV_CACHE=$d
 # File backends: ext4 on /dev/ram3; xfs on a half of it is too small
 # (xfs wants 300 MiB), so xfs gets a sparse 320 MiB file on the ext4.
 if [ -b /dev/ram3 ]; then
-	f=$(fs_create ext4 /dev/ram3) && export VBLK_FILE=$f
+	f=$(fs_create ext4 /dev/ram3) && export VHOST_BLK_FILE=$f
 fi
 mkdir -p "$FSDIR"
 if modprobe -d "${VHOST_BLK_MODROOT:-/}" loop 2>/dev/null; truncate -s 320M "$FSDIR/xfs.img" &&
    XFS_LOOP=$(losetup -f --show "$FSDIR/xfs.img" 2>/dev/null); then
-	f=$(fs_create xfs "$XFS_LOOP") && export VBLK_FILE_XFS=$f
+	f=$(fs_create xfs "$XFS_LOOP") && export VHOST_BLK_FILE_XFS=$f
 fi
 if r=$(delay_fs ext4 96); then
-	export VBLK_FILE_DELAY=${r% *} VBLK_FILE_DELAY_UNDER=${r#* }
+	export VHOST_BLK_FILE_DELAY=${r% *} VHOST_BLK_FILE_DELAY_UNDER=${r#* }
 fi
 if r=$(delay_fs xfs 320); then
-	export VBLK_FILE_XFS_DELAY=${r% *} VBLK_FILE_XFS_DELAY_UNDER=${r#* }
+	export VHOST_BLK_FILE_XFS_DELAY=${r% *} VHOST_BLK_FILE_XFS_DELAY_UNDER=${r#* }
 fi
 say "binary $bin"
-say "files: ext4=${VBLK_FILE:-none} xfs=${VBLK_FILE_XFS:-none}"
-say "files on dm-delay: ext4=${VBLK_FILE_DELAY:-none} xfs=${VBLK_FILE_XFS_DELAY:-none}"
-say "backends: ram=$VBLK_DEV_RAM ram2=$VBLK_DEV_RAM2 delay=${VBLK_DEV_DELAY:-none} error=${VBLK_DEV_ERROR:-none} discard=${VBLK_DEV_DISCARD:-none} nodiscard=${VBLK_DEV_NODISCARD:-none} 4k=${VBLK_DEV_4K:-none} cache=${VBLK_DEV_CACHE:-none}"
+say "files: ext4=${VHOST_BLK_FILE:-none} xfs=${VHOST_BLK_FILE_XFS:-none}"
+say "files on dm-delay: ext4=${VHOST_BLK_FILE_DELAY:-none} xfs=${VHOST_BLK_FILE_XFS_DELAY:-none}"
+say "backends: ram=$VHOST_BLK_DEV_RAM ram2=$VHOST_BLK_DEV_RAM2 delay=${VHOST_BLK_DEV_DELAY:-none} error=${VHOST_BLK_DEV_ERROR:-none} discard=${VHOST_BLK_DEV_DISCARD:-none} nodiscard=${VHOST_BLK_DEV_NODISCARD:-none} 4k=${VHOST_BLK_DEV_4K:-none} cache=${VHOST_BLK_DEV_CACHE:-none}"
 
 # ---- run + normalise TAP ------------------------------------------------
 # The harness prints "ok N io.brd.case" (6.1: "ok N # SKIP why" without the

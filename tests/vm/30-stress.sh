@@ -71,7 +71,7 @@ fi
 
 echo "# stress: seed $SEED, $SECS s on $DEV (reproduce: VHOST_BLK_STRESS_SEED=$SEED)"
 log=/tmp/vblk_stress.log
-VBLK_STRESS_STACK_TRACER_OFF=1 timeout $((SECS + 240)) "$TOOL" --dev $DEV --seed "$SEED" --seconds "$SECS" >$log 2>&1
+VHOST_BLK_STRESS_STACK_TRACER_OFF=1 timeout $((SECS + 240)) "$TOOL" --dev $DEV --seed "$SEED" --seconds "$SECS" >$log 2>&1
 rc=$?
 [ $stack_on = 1 ] && echo 0 >/proc/sys/kernel/stack_tracer_enabled
 grep '^# \(vblk_stress\|requests\|statuses\|epochs\|backing\)' $log
