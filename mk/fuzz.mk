@@ -33,7 +33,7 @@ fuzz:
 	passed=0; failed=0; summary=""; \
 	for l in $${VHOST_BLK_LINES:-6.1 6.12}; do \
 		$(MAKE) --no-print-directory module LINE=$$l || exit 1; \
-		tests/prepare.d/30-robustness.sh >build/logs/fuzz-prepare.log 2>&1 || \
+		VHOST_BLK_LINES=$$l tests/prepare.d/10-selftests.sh >build/logs/fuzz-prepare.log 2>&1 || \
 			{ cat build/logs/fuzz-prepare.log; exit 1; }; \
 		kf=; [[ " $${VHOST_BLK_KFENCE_LINES-6.12} " == *" $$l "* ]] && kf=--kfence; \
 		echo "fuzz: $$l$${kf:+ (kfence)}: ioctl mode $$secs_i s, ring mode $$secs_r s"; \

@@ -2,7 +2,8 @@
 # vhost-blk kselftests (selftest engineer): see Documentation/selftests.rst.
 #
 #   make selftests [LINE=6.1]     build build/selftests/<line>/vhost_blk_test
-#                                 (all lines without LINE)
+#                                 and the robustness tools (all lines without
+#                                 LINE)
 #   make selftests-run LINE=6.1 [KSFT_ARGS="-t rw_basic"]
 #                                 boot a VM and run tests/vm/10-kselftest.sh
 

@@ -20,6 +20,7 @@
 #   vb_kfence LINE                      true if LINE's VMs boot with KFENCE
 #   vb_kernel_errors FILE...            the lines of kernel logs that fail a run
 #   VB_L2_ENV                           where the L2 guest's paths are recorded
+#   vb_selftest_bin NAME                path of a selftests build product
 #   ok / notok / skip / tap_done        TAP for suites (see below)
 # The suites that boot an L2 guest add scripts/guest/l2lib.sh.
 
@@ -175,6 +176,27 @@ vb_run_suite()
 		echo "not ok - $name: exited with status $rc without reporting a failure"
 	fi
 	return "$rc"
+}
+
+# vb_selftest_bin NAME - print the path of NAME (vhost_blk_test, vblk_stress,
+# vblk_fault, vblk_fuzz) as tests/prepare.d/10-selftests.sh built it for
+# the VM's line (VHOST_BLK_LINE; outside a VM, the first line built).
+# Returns 1 when it is not there (the path printed is the expected one).
+vb_selftest_bin()
+{
+	local c
+
+	if [[ -n "${VHOST_BLK_LINE:-}" ]]; then
+		c=$VB_REPO/build/selftests/$VHOST_BLK_LINE/$1
+		echo "$c"
+		[[ -x "$c" ]]
+		return
+	fi
+	for c in "$VB_REPO"/build/selftests/*/"$1"; do
+		[[ -x "$c" ]] && { echo "$c"; return 0; }
+	done
+	echo "$VB_REPO/build/selftests/<line>/$1"
+	return 1
 }
 
 # vb_kfence LINE - true if VMs of LINE boot with kfence.sample_interval=1

@@ -84,7 +84,7 @@ for line in "${LINES[@]}"; do
 	if [ "$RUNTIME" = 1 ]; then
 		echo "-- runtime: ftrace stack tracer while the stress tool runs ($line)"
 		make --no-print-directory module LINE="$line" >/dev/null || { rc=1; continue; }
-		tests/prepare.d/30-robustness.sh >/dev/null || { rc=1; continue; }
+		VHOST_BLK_LINES=$line tests/prepare.d/10-selftests.sh >/dev/null || { rc=1; continue; }
 		vmout=$REPO/build/$abi/stack/vm
 		rm -rf "$vmout" && mkdir -p "$vmout"
 		VHOST_BLK_TCG_THREAD=single VHOST_BLK_STRESS_TRACE=1 \

@@ -1,16 +1,18 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build the vhost-blk kselftest binary on the host, once per kernel line,
-# with that line's kselftest_harness.h (from scripts/kernel.sh path LINE):
-#	build/selftests/<line>/vhost_blk_test, libvblk_guest.a
-# Kernel independent userspace: needs only the harness and
-# include/uapi/linux/vhost_blk.h.  Idempotent (make decides).  Prints TAP.
-# VHOST_BLK_LINES overrides the lines (default "6.1 6.12").
+# Build the vhost-blk selftests on the host, once per kernel line, with
+# that line's kselftest_harness.h (from scripts/kernel.sh path LINE):
+#	build/selftests/<line>/vhost_blk_test, libvblk_guest.a and the
+#	robustness tools vblk_stress, vblk_fault, vblk_fuzz
+# (selftests/vhost_blk/Makefile).  Kernel independent userspace: needs only
+# the harness and include/uapi/linux/vhost_blk.h.  Idempotent (make
+# decides).  Prints TAP.  The lines: VB_LINES (scripts/lib.sh).
 set -uo pipefail
+. "$(dirname "$0")/../../scripts/lib.sh"
 
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
-LINES=${VHOST_BLK_LINES:-6.1 6.12}
+REPO=$VB_REPO
+LINES=$VB_LINES
 
 n=0
 rc=0
@@ -30,7 +32,7 @@ for line in $LINES; do
 	ksft=$kdir/src/tools/testing/selftests
 	if make -C "$REPO/selftests/vhost_blk" KSFT_DIR="$ksft" OUT="$out" \
 		>>"$log" 2>&1; then
-		echo "ok $n - prepare: selftests for $line ($out/vhost_blk_test)"
+		echo "ok $n - prepare: selftests and tools for $line ($out/vhost_blk_test, vblk_stress, vblk_fault, vblk_fuzz)"
 	else
 		echo "not ok $n - prepare: selftests for $line"
 		tail -20 "$log" | sed 's/^/# /'

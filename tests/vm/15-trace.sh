@@ -21,7 +21,7 @@
 #   VHOST_BLK_TRACE_FIO_MB  fio's size in the L2 guest (default 8)
 set -u
 . "$(dirname "$0")/../../scripts/lib.sh"
-TOOL=$VB_REPO/build/tools/vblk_stress
+TOOL=$(vb_selftest_bin vblk_stress)
 SECS=${VHOST_BLK_TRACE_SECONDS:-10}
 DEV=/dev/ram2
 T=/sys/kernel/tracing

@@ -20,7 +20,7 @@
 set -u
 . "$(dirname "$0")/../../scripts/lib.sh"
 REPO=$VB_REPO
-TOOL=$REPO/build/tools/vblk_stress
+TOOL=$(vb_selftest_bin vblk_stress)
 SECS=${VHOST_BLK_STRESS_SECONDS:-40}
 SEED=${VHOST_BLK_STRESS_SEED:-$(( $(date +%s) % 100000 ))}
 DEV=/dev/ram2
@@ -30,7 +30,7 @@ STACK_LIMIT=8192	# far below 8 KiB (x86_64 stacks are 16 KiB): Documentation/rob
 finish() { tap_done; exit $?; }
 
 if [ ! -x "$TOOL" ]; then
-	notok "stress: $TOOL missing (tests/prepare.d/30-robustness.sh)"
+	notok "stress: $TOOL missing (tests/prepare.d/10-selftests.sh)"
 	finish
 fi
 if [ ! -c /dev/vhost-blk ] || [ ! -b $DEV ]; then

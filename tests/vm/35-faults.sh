@@ -18,8 +18,8 @@
 set -u
 . "$(dirname "$0")/../../scripts/lib.sh"
 REPO=$VB_REPO
-F=$REPO/build/tools/vblk_fault
-S=$REPO/build/tools/vblk_stress
+F=$(vb_selftest_bin vblk_fault)
+S=$(vb_selftest_bin vblk_stress)
 RAM=/dev/ram3
 finish() { tap_done; exit $?; }
 # check NAME CMD...: TAP line from a command's status, its output as comments

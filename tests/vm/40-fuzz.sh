@@ -20,7 +20,7 @@
 set -u
 . "$(dirname "$0")/../../scripts/lib.sh"
 REPO=$VB_REPO
-TOOL=$REPO/build/tools/vblk_fuzz
+TOOL=$(vb_selftest_bin vblk_fuzz)
 SECS=${VHOST_BLK_FUZZ_SECONDS:-20}
 SEED=${VHOST_BLK_FUZZ_SEED:-$(( $(date +%s) % 100000 ))}
 DELAY=${VHOST_BLK_FUZZ_DELAY_MS:-50}
