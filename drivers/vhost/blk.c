@@ -306,10 +306,13 @@ static void vhost_blk_req_release(struct vhost_blk_req *req)
 }
 
 /*
- * The last bio of a request has ended (any context, usually irq).
+ * The last bio of a request has ended (any context, usually irq), or the
+ * worker dropped the last reference of a request it just submitted.
  * Publish the request to the worker and account it as no longer in flight.
+ * @wake is false only on the worker inside the kick handler, which returns
+ * every published request itself (see vhost_blk_handle_req()).
  */
-static void vhost_blk_req_done(struct vhost_blk_req *req)
+static void vhost_blk_req_done(struct vhost_blk_req *req, bool wake)
 {
 	struct vhost_blk_vq *bvq = req->bvq;
 	unsigned long flags;
@@ -328,7 +331,8 @@ static void vhost_blk_req_done(struct vhost_blk_req *req)
 	 * If queueing fails (owner killed), teardown releases the request.
 	 */
 	llist_add(&req->node, &bvq->done);
-	vhost_blk_queue_work(&bvq->vq, &bvq->complete_work);
+	if (wake)
+		vhost_blk_queue_work(&bvq->vq, &bvq->complete_work);
 
 	/*
 	 * The waiter in vhost_blk_drain() reads inflight under the same lock,
@@ -347,7 +351,7 @@ static void vhost_blk_req_put(struct vhost_blk_req *req)
 	 * before the last put, which then publishes the request (E4).
 	 */
 	if (atomic_dec_and_test(&req->pending))
-		vhost_blk_req_done(req);
+		vhost_blk_req_done(req, true);
 }
 
 /* Bio completion, usually in irq context: record, hand over, nothing more. */
@@ -974,7 +978,20 @@ vhost_blk_handle_req(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 	bytes = req->data_len;
 	trace_vhost_blk_req_start(bvq->blk->id, bvq - bvq->blk->vqs, head,
 				  req->type, req->sector, bytes);
-	vhost_blk_req_put(req);
+	/*
+	 * Drop the submission's reference.  E2 as in vhost_blk_req_put():
+	 * fully ordered after the status stores of every bio.  When it is
+	 * the last one (every bio already ended inside submit_bio(), as on
+	 * brd, or nothing was submitted), this worker publishes the request
+	 * (E4) without queueing complete_work: it is the worker itself that
+	 * would be woken, and vhost_blk_handle_kick() calls
+	 * vhost_blk_complete() under the same vq->mutex before it returns,
+	 * whose llist_del_all() (C1) comes after this llist_add() in this
+	 * thread's program order.  A request it defers (weight) is covered
+	 * by the work it queues then.
+	 */
+	if (atomic_dec_and_test(&req->pending))
+		vhost_blk_req_done(req, false);
 	return bytes;
 
 retry:
@@ -1202,6 +1219,7 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 			break;
 	}
 	blk_finish_plug(&plug);
+	/* Also what vhost_blk_handle_req() published without queueing work. */
 	vhost_blk_complete(bvq);
 	set_active_memcg(old);
 out:

@@ -162,6 +162,7 @@ NO_MB_BIO_DEC         assert    -DNREQ=1 -DNBIO=2 -DSPURIOUS=0
 NO_REQUEUE_ON_WEIGHT  deadlock  -DNREQ=$NREQ -DSPURIOUS=0 -DWEIGHT=1
 NO_KICK_ON_ATTACH     deadlock  -DNREQ=1 -DSPURIOUS=0 -DDETACH=1
 NO_KICK_ON_FREE       deadlock  -DNREQ=$NREQ -DSPURIOUS=0 -DPOOL=1
+NO_COMPLETE_AFTER_KICK deadlock -DNREQ=$NREQ -DSPURIOUS=0
 "
 while read -r mut kind args; do
 	[ -n "$mut" ] || continue

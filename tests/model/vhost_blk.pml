@@ -55,6 +55,9 @@
  *                          for what the guest added while detached
  *   NO_KICK_ON_FREE        C7 missing: a completion frees a request of a
  *                          starved queue without requeueing the kick work
+ *   NO_COMPLETE_AFTER_KICK K8 missing: the kick handler does not end with
+ *                          vhost_blk_complete(), on which a request whose
+ *                          bios all ended during submission relies (K3b)
  */
 
 #ifndef EVENT_IDX
@@ -190,13 +193,33 @@ inline handle_kick(a, more)
 			 * submit its bios; the request is now in flight */
 			atomic {
 				assert(last_avail < NREQ);
-				pending[last_avail] = NBIO;
+				/* the bios, plus the submission's reference */
+				pending[last_avail] = NBIO + 1;
 				dev_inflight++;
 				dev_inuse++;
 				taken[last_avail] = 1;
 				inflight[last_avail] = 1;
 				last_avail++
 			};
+			/* K3b: vhost_blk_handle_req() drops the submission's
+			 * reference (E2).  If every bio has ended already
+			 * (inside submit_bio, as on brd) the worker publishes
+			 * the request itself (E3, E4, E6) WITHOUT queueing
+			 * complete_work: K8 returns it */
+			sr = last_avail - 1;
+			atomic { pending[sr]--; slast = (pending[sr] == 0) };
+			if
+			:: slast ->
+				if
+				:: bio_err[sr] -> req_status[sr] = ST_IOERR
+				:: else -> req_status[sr] = ST_OK
+				fi;
+				inflight[sr] = 0;
+				on_completed[sr] = 1;
+				dev_inflight--
+			:: else -> skip
+			fi;
+			sr = 0; slast = 0;
 			/* K7: vhost_exceeds_weight() (or -ENOMEM): stop
 			 * here, kicks still disabled: requeue ourselves */
 			if
@@ -344,8 +367,8 @@ inline complete_work()
 
 active proctype Worker()
 {
-	bool gk, gc, old, more, notify, cleared;
-	byte a, i, n, ev;
+	bool gk, gc, old, more, notify, cleared, slast;
+	byte a, i, n, ev, sr;
 	bool mine[NREQ];
 	bool dev_no_notify;	/* vq->used_flags & VRING_USED_F_NO_NOTIFY */
 	byte last_avail;	/* vq->last_avail_idx */
@@ -376,9 +399,13 @@ end_idle:
 		if
 		:: backend ->
 			handle_kick(a, more);
+#ifndef NO_COMPLETE_AFTER_KICK
 			/* K8: the kick handler ends with vhost_blk_complete() */
 			cleared = 1;
 			complete_work()
+#else
+			skip
+#endif
 		:: else -> skip		/* no backend: leave the ring alone */
 		fi;
 		vq_mutex = 0
