@@ -59,6 +59,8 @@
 #define VHOST_BLK_BYTE_WEIGHT	(16U << 20)
 /* Dirty-log entries kept in the request itself; more are allocated. */
 #define VHOST_BLK_INLINE_LOG	4
+/* Pages of the bio kept in the request itself (a 4 KiB I/O needs 1-2). */
+#define VHOST_BLK_INLINE_VECS	4
 /* Wait before retrying a request that could not get memory. */
 #define VHOST_BLK_RETRY_JIFFIES	(HZ / 50)
 /*
@@ -238,6 +240,14 @@ struct vhost_blk_req {
 	struct vhost_log *log;
 	unsigned int log_num;
 	struct vhost_log inline_log[VHOST_BLK_INLINE_LOG];
+	/*
+	 * The first bio of a zero-copy request whose pages fit in
+	 * inline_vecs: bio_init() instead of an allocation from fs_bio_set,
+	 * bio_uninit() instead of bio_put() (vhost_blk_bio_free()).  Last:
+	 * struct bio ends with a flexible array.
+	 */
+	struct bio_vec inline_vecs[VHOST_BLK_INLINE_VECS];
+	struct bio bio;
 };
 
 static size_t vhost_blk_bounce_limit(void)
@@ -280,6 +290,15 @@ static void vhost_blk_bounce_put(struct vhost_blk *blk, size_t bytes)
 		vhost_poll_queue(&blk->vqs[i].vq.poll);
 }
 
+/* A bio of the request is no longer needed: the embedded one is reused. */
+static void vhost_blk_bio_free(struct vhost_blk_req *req, struct bio *bio)
+{
+	if (bio == &req->bio)
+		bio_uninit(bio);
+	else
+		bio_put(bio);
+}
+
 /* Release what a request holds and put it back in its queue's pool. */
 static void vhost_blk_req_release(struct vhost_blk_req *req)
 {
@@ -289,7 +308,7 @@ static void vhost_blk_req_release(struct vhost_blk_req *req)
 
 	while ((bio = bio_list_pop(&req->bios))) {
 		bio_release_pages(bio, !op_is_write(bio_op(bio)));
-		bio_put(bio);
+		vhost_blk_bio_free(req, bio);
 	}
 
 	for (i = 0; i < req->nr_pages; i++)
@@ -420,17 +439,24 @@ static bool vhost_blk_iter_aligned(struct vhost_blk_backend *be,
 static int vhost_blk_map_iter(struct vhost_blk_req *req, struct block_device *bdev,
 			      blk_opf_t opf, sector_t sector, struct iov_iter *iter)
 {
-	struct bio *bio;
-	int ret;
+	struct bio *bio = NULL;
+	int nr, ret;
 
 	req->zero_copy = true;
 	while (iov_iter_count(iter)) {
-		bio = bio_alloc(bdev, bio_iov_vecs_to_alloc(iter, BIO_MAX_VECS),
-				opf, GFP_KERNEL);
+		nr = bio_iov_vecs_to_alloc(iter, BIO_MAX_VECS);
+		if (!bio && nr <= ARRAY_SIZE(req->inline_vecs)) {
+			/* Free: the request's last bio_uninit() was its release. */
+			bio = &req->bio;
+			bio_init(bio, bdev, req->inline_vecs,
+				 ARRAY_SIZE(req->inline_vecs), opf);
+		} else {
+			bio = bio_alloc(bdev, nr, opf, GFP_KERNEL);
+		}
 		bio->bi_iter.bi_sector = sector;
 		ret = bio_iov_iter_get_pages(bio, iter);
 		if (unlikely(ret)) {
-			bio_put(bio);
+			vhost_blk_bio_free(req, bio);
 			return ret;
 		}
 		sector += bio_sectors(bio);
