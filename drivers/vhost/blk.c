@@ -157,9 +157,15 @@ struct vhost_blk_vq {
 	bool starved;
 	/* Retries a request that could not get memory. */
 	struct timer_list retry;
-	/* Protects inflight: requests started whose bios have not all ended. */
+	/*
+	 * Requests started whose bios have not all ended, plus one, the
+	 * queue's own count, which only vhost_blk_drain() drops: so a
+	 * completion takes @lock only to drop the count to zero, for the
+	 * drain (vhost_blk_inflight_put()).
+	 */
+	atomic_t inflight;
+	/* Held to drop inflight to zero and to read it for the drain. */
 	spinlock_t lock;
-	unsigned int inflight;
 	u64 stats[VHOST_BLK_NR_STATS];
 };
 
@@ -325,6 +331,26 @@ static void vhost_blk_req_release(struct vhost_blk_req *req)
 }
 
 /*
+ * A request, or the queue's own count, is no longer in flight (any
+ * context).  A drop that leaves the count above zero is one atomic and
+ * touches the device no more.  Only the drop to zero (once the drain has
+ * dropped the queue's own count) takes bvq->lock, and wakes the drain
+ * under it: vhost_blk_vq_idle() reads the count under the same lock, so
+ * once it sees zero this function no longer touches the device.
+ */
+static void vhost_blk_inflight_put(struct vhost_blk_vq *bvq)
+{
+	unsigned long flags;
+
+	if (atomic_add_unless(&bvq->inflight, -1, 1))
+		return;
+	spin_lock_irqsave(&bvq->lock, flags);
+	if (atomic_dec_and_test(&bvq->inflight))
+		wake_up(&bvq->blk->idle_wait);
+	spin_unlock_irqrestore(&bvq->lock, flags);
+}
+
+/*
  * The last bio of a request has ended (any context, usually irq), or the
  * worker dropped the last reference of a request it just submitted.
  * Publish the request to the worker and account it as no longer in flight.
@@ -334,7 +360,6 @@ static void vhost_blk_req_release(struct vhost_blk_req *req)
 static void vhost_blk_req_done(struct vhost_blk_req *req, bool wake)
 {
 	struct vhost_blk_vq *bvq = req->bvq;
-	unsigned long flags;
 
 	/*
 	 * E4: llist_add() is a full barrier (cmpxchg): req->status, written
@@ -352,15 +377,7 @@ static void vhost_blk_req_done(struct vhost_blk_req *req, bool wake)
 	llist_add(&req->node, &bvq->done);
 	if (wake)
 		vhost_blk_queue_work(&bvq->vq, &bvq->complete_work);
-
-	/*
-	 * The waiter in vhost_blk_drain() reads inflight under the same lock,
-	 * so once it sees zero this function no longer touches the device.
-	 */
-	spin_lock_irqsave(&bvq->lock, flags);
-	if (!--bvq->inflight)
-		wake_up(&bvq->blk->idle_wait);
-	spin_unlock_irqrestore(&bvq->lock, flags);
+	vhost_blk_inflight_put(bvq);
 }
 
 static void vhost_blk_req_put(struct vhost_blk_req *req)
@@ -987,16 +1004,17 @@ vhost_blk_handle_req(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 	if (ret)
 		goto retry;
 
-	spin_lock_irq(&bvq->lock);
-	bvq->inflight++;
-	spin_unlock_irq(&bvq->lock);
+	/*
+	 * Never from or to zero here: the queue's own count is held while a
+	 * backend is set, and the drain drops it only after
+	 * vhost_blk_detach() cleared the backend under this vq->mutex.
+	 */
+	atomic_inc(&bvq->inflight);
 
 	ret = vhost_blk_dispatch(req, be, out, in, iov_length(vq->iov, out));
 	if (unlikely(ret < 0)) {
 		/* Nothing was submitted: pending is still 1. */
-		spin_lock_irq(&bvq->lock);
-		bvq->inflight--;
-		spin_unlock_irq(&bvq->lock);
+		atomic_dec(&bvq->inflight);
 		goto retry;
 	}
 	if (ret != VIRTIO_BLK_S_OK)
@@ -1257,7 +1275,7 @@ static bool vhost_blk_vq_idle(struct vhost_blk_vq *bvq)
 	bool idle;
 
 	spin_lock_irq(&bvq->lock);
-	idle = !bvq->inflight;
+	idle = !atomic_read(&bvq->inflight);
 	spin_unlock_irq(&bvq->lock);
 	return idle;
 }
@@ -1272,8 +1290,11 @@ static void vhost_blk_drain(struct vhost_blk *blk)
 	struct vhost_blk_req *req, *next;
 	int i;
 
-	for (i = 0; i < VHOST_BLK_MAX_VQS; i++)
+	for (i = 0; i < VHOST_BLK_MAX_VQS; i++) {
+		/* No request starts any more: drop the queue's own count. */
+		vhost_blk_inflight_put(&blk->vqs[i]);
 		wait_event(blk->idle_wait, vhost_blk_vq_idle(&blk->vqs[i]));
+	}
 	vhost_dev_flush(&blk->dev);
 
 	/* Left over only when the worker is gone (owner killed). */
@@ -1288,6 +1309,8 @@ static void vhost_blk_drain(struct vhost_blk *blk)
 			vhost_blk_req_release(req);
 		bvq->completing = NULL;
 		mutex_unlock(&bvq->vq.mutex);
+		/* Zero, nothing in flight: the count of the next backend. */
+		atomic_set(&bvq->inflight, 1);
 	}
 }
 
@@ -1672,11 +1695,9 @@ static int vhost_blk_stats_show(struct seq_file *m, void *unused)
 	unsigned int i, inflight = 0;
 	size_t bounce;
 
-	for (i = 0; i < VHOST_BLK_MAX_VQS; i++) {
-		spin_lock_irq(&blk->vqs[i].lock);
-		inflight += blk->vqs[i].inflight;
-		spin_unlock_irq(&blk->vqs[i].lock);
-	}
+	/* Without the queues' own counts (dropped only while detaching). */
+	for (i = 0; i < VHOST_BLK_MAX_VQS; i++)
+		inflight += max(atomic_read(&blk->vqs[i].inflight) - 1, 0);
 	spin_lock(&blk->bounce_lock);
 	bounce = blk->bounce_bytes;
 	spin_unlock(&blk->bounce_lock);
@@ -1726,6 +1747,7 @@ static int vhost_blk_open(struct inode *inode, struct file *f)
 		init_llist_head(&bvq->done);
 		INIT_LIST_HEAD(&bvq->free_reqs);
 		spin_lock_init(&bvq->lock);
+		atomic_set(&bvq->inflight, 1);
 		timer_setup(&bvq->retry, vhost_blk_retry, 0);
 		vhost_work_init(&bvq->complete_work, vhost_blk_complete_work);
 		vqs[i] = &bvq->vq;
