@@ -149,10 +149,11 @@ struct vhost_blk_vq {
 	struct vhost_work complete_work;
 	/*
 	 * One request per ring entry, allocated at attach: at most vq->num
-	 * requests are in flight.  The free list is used under vq.mutex.
+	 * requests are in flight.  The free ones are a stack (linked by
+	 * next_free), used under vq.mutex.
 	 */
 	struct vhost_blk_req *reqs;
-	struct list_head free_reqs;
+	struct vhost_blk_req *free_reqs;
 	/* The kick handler stopped because no request was free. */
 	bool starved;
 	/* Retries a request that could not get memory. */
@@ -196,8 +197,8 @@ struct vhost_blk {
 };
 
 struct vhost_blk_req {
-	/* On bvq->free_reqs while unused. */
-	struct list_head free_node;
+	/* The next request of bvq->free_reqs while unused. */
+	struct vhost_blk_req *next_free;
 	struct llist_node node;
 	struct vhost_blk_vq *bvq;
 	u16 head;
@@ -305,6 +306,13 @@ static void vhost_blk_bio_free(struct vhost_blk_req *req, struct bio *bio)
 		bio_put(bio);
 }
 
+/* Put an unused request back in its queue's pool (vq.mutex held). */
+static void vhost_blk_req_free(struct vhost_blk_req *req)
+{
+	req->next_free = req->bvq->free_reqs;
+	req->bvq->free_reqs = req;
+}
+
 /* Release what a request holds and put it back in its queue's pool. */
 static void vhost_blk_req_release(struct vhost_blk_req *req)
 {
@@ -327,7 +335,7 @@ static void vhost_blk_req_release(struct vhost_blk_req *req)
 		kfree(req->log);
 	if (req->bounce)
 		vhost_blk_bounce_put(bvq->blk, req->bounce);
-	list_add(&req->free_node, &bvq->free_reqs);
+	vhost_blk_req_free(req);
 }
 
 /*
@@ -979,7 +987,7 @@ vhost_blk_handle_req(struct vhost_blk_req *req, struct vhost_blk_backend *be,
 	if (unlikely(!req->in_len)) {
 		vq_err(vq, "request %d has no status byte\n", head);
 		vhost_add_used_and_signal(vq->dev, vq, head, 0);
-		list_add(&req->free_node, &bvq->free_reqs);
+		vhost_blk_req_free(req);
 		return 0;
 	}
 	req->head = head;
@@ -1213,8 +1221,7 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 	/* K1: no guest kicks while we drain the ring. */
 	vhost_disable_notify(dev, vq);
 	for (;;) {
-		req = list_first_entry_or_null(&bvq->free_reqs,
-					       struct vhost_blk_req, free_node);
+		req = bvq->free_reqs;
 		if (!req) {
 			/* A ring's worth in flight: completion kicks us. */
 			bvq->starved = true;
@@ -1240,7 +1247,7 @@ static void vhost_blk_handle_kick(struct vhost_work *work)
 			}
 			break;
 		}
-		list_del(&req->free_node);
+		bvq->free_reqs = req->next_free;
 		ret = vhost_blk_handle_req(req, be, head, out, in, log_num);
 		if (unlikely(ret < 0)) {
 			/*
@@ -1328,14 +1335,14 @@ static int vhost_blk_pool_alloc(struct vhost_blk_vq *bvq)
 		req->bvq = bvq;
 		spin_lock_init(&req->lock);
 		bio_list_init(&req->bios);
-		list_add_tail(&req->free_node, &bvq->free_reqs);
+		vhost_blk_req_free(req);
 	}
 	return 0;
 }
 
 static void vhost_blk_pool_free(struct vhost_blk_vq *bvq)
 {
-	INIT_LIST_HEAD(&bvq->free_reqs);
+	bvq->free_reqs = NULL;
 	kvfree(bvq->reqs);
 	bvq->reqs = NULL;
 	bvq->starved = false;
@@ -1745,7 +1752,6 @@ static int vhost_blk_open(struct inode *inode, struct file *f)
 		bvq->blk = blk;
 		bvq->vq.handle_kick = vhost_blk_handle_kick;
 		init_llist_head(&bvq->done);
-		INIT_LIST_HEAD(&bvq->free_reqs);
 		spin_lock_init(&bvq->lock);
 		atomic_set(&bvq->inflight, 1);
 		timer_setup(&bvq->retry, vhost_blk_retry, 0);
