@@ -8,7 +8,8 @@
 #   make module LINE=6.1|6.12       build it in build/<abi>/ against a cached
 #                                   Debian kernel (W=1, any warning fails);
 #                                   with VHOST_BLK_NO_DIRTY_LOG=1 a negative-control
-#                                   build without dirty logging in build/<abi>-nolog/
+#                                   build without dirty logging:
+#                                   build/<abi>-nolog/vhost_blk_nolog.ko
 #   make modules-lines              the same for every line ($VHOST_BLK_LINES)
 #   make check                      all tests on the host and in VMs (scripts/check.sh)
 #   make check-full                 the same plus the bigger Promela configurations
@@ -48,6 +49,7 @@ else
 	@set -euo pipefail; \
 	kdir=$$(scripts/kernel.sh path $(LINE)); abi=$$(basename "$$kdir"); \
 	out=build/$$abi$(if $(VHOST_BLK_NO_DIRTY_LOG),-nolog); mkdir -p "$$out"; \
+	$(if $(VHOST_BLK_NO_DIRTY_LOG),rm -f "$$out/vhost_blk.ko";) \
 	tar -cf - --exclude='*.o' --exclude='*.ko' --exclude='*.mod' --exclude='*.mod.c' \
 		--exclude='.*.cmd' --exclude='*.o.d' $(MODULE_SOURCES) | tar -xf - -C "$$out"; \
 	echo "  MODULE  $$out/vhost_blk.ko ($(LINE), W=1)"; \
