@@ -21,6 +21,7 @@
 #   vb_kernel_errors FILE...            the lines of kernel logs that fail a run
 #   VB_L2_ENV                           where the L2 guest's paths are recorded
 #   vb_selftest_bin NAME                path of a selftests build product
+#   vb_fs_file TYPE DEV MNT             a filesystem with a 64 MiB file (VM)
 #   ok / notok / skip / tap_done        TAP for suites (see below)
 # The suites that boot an L2 guest add scripts/guest/l2lib.sh.
 
@@ -197,6 +198,23 @@ vb_selftest_bin()
 	done
 	echo "$VB_REPO/build/selftests/<line>/$1"
 	return 1
+}
+
+# vb_fs_file TYPE DEV MNT - in the VM: make a TYPE (ext4, xfs) filesystem
+# on DEV, mount it on MNT and write a 64 MiB file of zeroes in it; print
+# the file's path.  The caller unmounts MNT.
+vb_fs_file()
+{
+	local type=$1 dev=$2 mnt=$3 force=-F
+
+	modprobe -d "${VHOST_BLK_MODROOT:-/}" "$type" 2>/dev/null
+	command -v "mkfs.$type" >/dev/null || { vb_warn "no mkfs.$type"; return 1; }
+	[[ "$type" = xfs ]] && force=-f
+	mkdir -p "$mnt" && "mkfs.$type" -q $force "$dev" >/dev/null 2>&1 ||
+		{ vb_warn "mkfs.$type $dev failed"; return 1; }
+	mount -t "$type" "$dev" "$mnt" || { vb_warn "mount $type $dev failed"; return 1; }
+	dd if=/dev/zero of="$mnt/disk.img" bs=1M count=64 status=none || return 1
+	echo "$mnt/disk.img"
 }
 
 # vb_kfence LINE - true if VMs of LINE boot with kfence.sample_interval=1

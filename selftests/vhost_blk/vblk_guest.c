@@ -618,6 +618,30 @@ int vblk_submit_raw(struct vblk_vq *vq, struct vblk_req *r, uint16_t head,
 
 /* ---- requests ------------------------------------------------------------ */
 
+const struct vblk_named_layout vblk_layouts[] = {
+	{ "classic", { 0 } },
+	{ "one-desc-per-stream", { .nrd = 0, .nwr = 0 } },
+	{ "hdr-3+13", { .nrd = 2, .rd = { 3, 13 }, .nwr = 1, .wr = { 4096 } } },
+	{ "hdr-bytes", { .nrd = 16, .rd = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 } } },
+	{ "hdr-merged-data-split", { .nrd = 3, .rd = { 17, 511, 1 },
+				    .nwr = 3, .wr = { 1, 511, 1 } } },
+	{ "status-merged", { .nrd = 1, .rd = { 16 }, .nwr = 1, .wr = { 4095 } } },
+	{ "odd-cuts", { .nrd = 5, .rd = { 5, 100, 7, 1000, 3 },
+		       .nwr = 5, .wr = { 7, 1000, 3, 5, 100 } } },
+	{ "zero-len-descs", { .nrd = 3, .rd = { 16, 0, 2048 },
+			     .nwr = 3, .wr = { 0, 2048, 0 } } },
+	{ "misaligned-1", { .offset = 1, .nrd = 1, .rd = { 16 }, .nwr = 1, .wr = { 4096 } } },
+	{ "page-crossing", { .offset = 4090, .nrd = 2, .rd = { 3, 13 },
+			    .nwr = 2, .wr = { 1000, 3096 } } },
+	{ "contig", { .flags = VBLK_L_CONTIG, .offset = 7, .nrd = 1, .rd = { 16 },
+		     .nwr = 1, .wr = { 4096 } } },
+	{ "contig-gap-odd", { .flags = VBLK_L_CONTIG, .offset = 4093, .gap = 3,
+			     .nrd = 4, .rd = { 1, 2, 13, 333 },
+			     .nwr = 3, .wr = { 333, 1, 2 } } },
+};
+
+const unsigned int vblk_nlayouts = sizeof(vblk_layouts) / sizeof(vblk_layouts[0]);
+
 void vblk_req_init(struct vblk_req *r, uint32_t type, uint64_t sector)
 {
 	memset(r, 0, sizeof(*r));

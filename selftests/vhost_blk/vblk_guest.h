@@ -188,6 +188,21 @@ struct vblk_layout {
 	uint32_t gap;
 };
 
+/*
+ * Named layouts, each a way a driver may cut a request that the device
+ * must accept: split header, one byte per header descriptor, status
+ * merged with data, odd and zero-length cuts, misaligned and
+ * page-crossing pieces, contiguous pieces with gaps.  The kselftests run
+ * each once; vblk_stress picks among them at random.
+ */
+struct vblk_named_layout {
+	const char *name;
+	struct vblk_layout l;
+};
+
+extern const struct vblk_named_layout vblk_layouts[];
+extern const unsigned int vblk_nlayouts;
+
 struct vblk_seg {			/* one descriptor as built */
 	uint64_t gpa;
 	uint32_t len;

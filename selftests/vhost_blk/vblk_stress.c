@@ -2,8 +2,8 @@
 /*
  * vblk_stress - randomised, seedable stress of /dev/vhost-blk.
  *
- *	vblk_stress --dev /dev/ramN [--seed N] [--seconds S] [--queues Q]
- *		    [--no-detach] [--verbose]
+ *	vblk_stress --dev BLOCKDEV|FILE [--direct] [--seed N] [--seconds S]
+ *		    [--queues Q] [--no-detach] [--ro-toggle] [--verbose]
  *
  * One thread per virtqueue (all 16 by default) drives its queue through
  * the vblk_guest library and owns a disjoint region of the backing device,
@@ -18,13 +18,20 @@
  * GET_ID, DISCARD, WRITE_ZEROES, an unknown type, an out-of-range read, a
  * length that is not a multiple of 512), descriptor layout (classic,
  * indirect, header split, status merged with data, unaligned and
- * contiguous pieces), batching; per queue, at random: notifications
- * suppressed or enabled (VRING_AVAIL_F_NO_INTERRUPT / used_event), and
- * spurious and double kicks.
+ * contiguous pieces, or one of the library's named layouts), batching;
+ * per queue, at random: notifications suppressed or enabled
+ * (VRING_AVAIL_F_NO_INTERRUPT / used_event), and spurious and double kicks.
+ * The backend is a block device or a regular file (--direct: opened
+ * O_DIRECT, else a file is served through the page cache).  --ro-toggle:
+ * another thread flips VHOST_BLK_SET_READONLY every 0-2 ms; a WRITE,
+ * DISCARD or WRITE_ZEROES then either succeeds and lands or fails with
+ * IOERR and changes nothing (the shadow keeps the old content), and the
+ * run fails unless both happened.
  *
  * Checked: every request completes exactly once (no unknown or duplicate
  * used entries), with a status that is OK, IOERR or UNSUPP and is the one
- * expected for its kind, with the right used.len, and with the right data;
+ * expected for its kind, with the right used.len (data + status for
+ * reads and GET_ID, the status byte alone otherwise), and the right data;
  * every wait is bounded (a lost completion or notification fails the run
  * naming the stuck request); at the end the backing device itself is read
  * and compared with the shadow.  The seed of a failing run reproduces its
@@ -44,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -97,7 +105,7 @@ struct qctx {
 	uint64_t wseq;
 	/* statistics */
 	unsigned long n[K_NR], st_ok, st_ioerr, st_unsupp, irq_toggles,
-		      spurious, doubles, verified;
+		      spurious, doubles, verified, ro_rejected, writes_ok;
 	int failed;
 	char why[256];
 };
@@ -105,7 +113,7 @@ struct qctx {
 static uint64_t g_seed = 1;
 static int g_seconds = 30;
 static unsigned int g_queues = VHOST_BLK_MAX_VQS;
-static bool g_detach = true, g_verbose;
+static bool g_detach = true, g_verbose, g_direct, g_ro_toggle;
 static const char *g_dev;
 static int g_bfd = -1;
 static uint64_t g_capacity;		/* sectors of the backing device */
@@ -218,6 +226,11 @@ static void on_complete(struct vblk_req *r)
 		q->st_ioerr++;
 	else
 		q->st_unsupp++;
+	if (g_ro_toggle && st == VIRTIO_BLK_S_IOERR &&
+	    (s->kind == K_WRITE || s->kind == K_DISCARD || s->kind == K_WZ)) {
+		q->ro_rejected++;	/* read-only at the time: nothing written */
+		goto out;
+	}
 
 	switch (s->kind) {
 	case K_READ:
@@ -257,13 +270,14 @@ static void on_complete(struct vblk_req *r)
 			verify_read(q, s);
 			break;
 		case K_WRITE:
-			if (r->used_len != 1)
-				qfail(q, "%s: used.len %u, expected 1", s->name,
-				      r->used_len);
+			q->writes_ok++;
 			for (uint64_t i = 0; i < s->nsect; i++)
 				q->shadow[rel + i] = s->seed;
 			break;
 		case K_GETID:
+			if (r->used_len != sizeof(serial) + 1)
+				qfail(q, "%s: used.len %u, expected %zu", s->name,
+				      r->used_len, sizeof(serial) + 1);
 			if (memcmp(s->buf, serial, sizeof(serial)))
 				qfail(q, "%s: GET_ID returned the wrong serial", s->name);
 			break;
@@ -278,6 +292,8 @@ static void on_complete(struct vblk_req *r)
 		default:
 			break;
 		}
+		if (s->kind != K_READ && s->kind != K_GETID && r->used_len != 1)
+			qfail(q, "%s: used.len %u, expected 1", s->name, r->used_len);
 	}
 out:
 	if (s->slot >= 0)
@@ -295,6 +311,14 @@ static const struct vblk_layout *pick_layout(struct qctx *q, struct sreq *s,
 
 	if (rn(&q->rng, 10) < 4)
 		return NULL;
+	if (rn(&q->rng, 4) == 0) {
+		*l = vblk_layouts[rn(&q->rng, vblk_nlayouts)].l;
+		if (indirect && rn(&q->rng, 2))
+			l->flags |= VBLK_L_INDIRECT;
+		if (rn(&q->rng, 3) == 0)
+			l->offset = rn(&q->rng, 4096);
+		return l;
+	}
 	memset(l, 0, sizeof(*l));
 	if (indirect && rn(&q->rng, 2))
 		l->flags |= VBLK_L_INDIRECT;
@@ -526,6 +550,30 @@ static void msleep(unsigned int ms)
 	nanosleep(&ts, NULL);
 }
 
+struct ro_toggler {
+	struct vblk_dev *d;
+	uint64_t rng;
+	unsigned long flips;
+};
+
+/* --ro-toggle: flip SET_READONLY every 0-2 ms until the epoch ends. */
+static void *ro_thread(void *arg)
+{
+	struct ro_toggler *t = arg;
+	int ro = 0;
+
+	while (!g_stop && !g_failed) {
+		struct timespec ts = { 0, (long)rn(&t->rng, 2000) * 1000 };
+
+		ro = !ro;
+		if (!vblk_set_readonly(t->d, ro))
+			t->flips++;
+		nanosleep(&ts, NULL);
+	}
+	vblk_set_readonly(t->d, 0);
+	return NULL;
+}
+
 /* Read the backing device directly and compare with the shadow. */
 static int verify_backend(void)
 {
@@ -575,8 +623,8 @@ static int verify_backend(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: vblk_stress --dev BLOCKDEV [--seed N] [--seconds S] "
-		"[--queues Q] [--no-detach] [--verbose]\n");
+	fprintf(stderr, "usage: vblk_stress --dev BLOCKDEV|FILE [--direct] [--seed N] "
+		"[--seconds S] [--queues Q] [--no-detach] [--ro-toggle] [--verbose]\n");
 	exit(2);
 }
 
@@ -586,16 +634,19 @@ int main(int argc, char **argv)
 		{ "dev", 1, NULL, 'd' }, { "seed", 1, NULL, 's' },
 		{ "seconds", 1, NULL, 't' }, { "queues", 1, NULL, 'q' },
 		{ "no-detach", 0, NULL, 'n' }, { "verbose", 0, NULL, 'v' },
+		{ "direct", 0, NULL, 'D' }, { "ro-toggle", 0, NULL, 'r' },
 		{ NULL, 0, NULL, 0 }
 	};
 	static struct qctx qs[VHOST_BLK_MAX_VQS];
 	unsigned long tot[K_NR] = { 0 }, ok = 0, ioerr = 0, unsupp = 0,
 		      toggles = 0, spurious = 0, doubles = 0, verified = 0,
-		      detaches = 0, epochs = 0, kicks = 0, calls = 0;
+		      detaches = 0, epochs = 0, kicks = 0, calls = 0, flips = 0,
+		      ro_rejected = 0, writes_ok = 0;
 	uint64_t mrng, deadline, bytes;
+	struct stat st;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "d:s:t:q:nv", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:s:t:q:nvDr", lo, NULL)) != -1) {
 		switch (c) {
 		case 'd': g_dev = optarg; break;
 		case 's': g_seed = strtoull(optarg, NULL, 0); break;
@@ -603,14 +654,21 @@ int main(int argc, char **argv)
 		case 'q': g_queues = atoi(optarg); break;
 		case 'n': g_detach = false; break;
 		case 'v': g_verbose = true; break;
+		case 'D': g_direct = true; break;
+		case 'r': g_ro_toggle = true; break;
 		default: usage();
 		}
 	}
 	if (!g_dev || g_queues < 1 || g_queues > VHOST_BLK_MAX_VQS)
 		usage();
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	g_bfd = open(g_dev, O_RDWR);
-	if (g_bfd < 0 || ioctl(g_bfd, BLKGETSIZE64, &bytes)) {
+	g_bfd = open(g_dev, O_RDWR | (g_direct ? O_DIRECT : 0));
+	if (g_bfd < 0 || fstat(g_bfd, &st)) {
+		printf("STRESS FAIL: %s: %s\n", g_dev, strerror(errno));
+		return 1;
+	}
+	bytes = st.st_size;
+	if (!S_ISREG(st.st_mode) && ioctl(g_bfd, BLKGETSIZE64, &bytes)) {
 		printf("STRESS FAIL: %s: %s\n", g_dev, strerror(errno));
 		return 1;
 	}
@@ -632,8 +690,9 @@ int main(int argc, char **argv)
 		for (unsigned int j = 0; j < MAX_DEPTH; j++)
 			q->req[j].buf = vblk_aligned(MAX_IO_SECTORS * VBLK_SECTOR + 4096);
 	}
-	say("vblk_stress: seed %" PRIu64 ", %d s, %u queues, backend %s (%" PRIu64 " sectors), detach %s\n",
-	    g_seed, g_seconds, g_queues, g_dev, g_capacity, g_detach ? "on" : "off");
+	say("vblk_stress: seed %" PRIu64 ", %d s, %u queues, backend %s%s (%" PRIu64 " sectors), detach %s, read-only toggling %s\n",
+	    g_seed, g_seconds, g_queues, g_dev, g_direct ? " O_DIRECT" : "",
+	    g_capacity, g_detach ? "on" : "off", g_ro_toggle ? "on" : "off");
 
 	mrng = g_seed;
 	deadline = vblk_now_ms() + (uint64_t)g_seconds * 1000;
@@ -641,7 +700,8 @@ int main(int argc, char **argv)
 		struct vblk_dev d;
 		struct vblk_opts o = VBLK_OPTS_DEFAULT;
 		static const unsigned int qsizes[] = { 16, 64, 128, 256 };
-		pthread_t th[VHOST_BLK_MAX_VQS];
+		pthread_t th[VHOST_BLK_MAX_VQS], rth;
+		struct ro_toggler tog = { .d = &d, .rng = g_seed ^ epochs };
 		uint64_t end;
 		int err;
 
@@ -685,6 +745,8 @@ int main(int argc, char **argv)
 			vblk_vq_set_irq(q->vq, rn(&mrng, 4) != 0);
 			pthread_create(&th[i], NULL, queue_thread, q);
 		}
+		if (g_ro_toggle)
+			pthread_create(&rth, NULL, ro_thread, &tog);
 		end = vblk_now_ms() + 2000 + rn(&mrng, 4000);
 		if (end > deadline)
 			end = deadline;
@@ -711,6 +773,10 @@ int main(int argc, char **argv)
 			kicks += d.vq[i].kicks;
 			calls += d.vq[i].calls;
 		}
+		if (g_ro_toggle) {
+			pthread_join(rth, NULL);
+			flips += tog.flips;
+		}
 		vblk_close(&d);
 		epochs++;
 	}
@@ -727,6 +793,8 @@ int main(int argc, char **argv)
 		spurious += q->spurious;
 		doubles += q->doubles;
 		verified += q->verified;
+		ro_rejected += q->ro_rejected;
+		writes_ok += q->writes_ok;
 	}
 	{
 		unsigned long all = 0;
@@ -748,6 +816,16 @@ int main(int argc, char **argv)
 			if (f) {
 				fputs("0\n", f);
 				fclose(f);
+			}
+		}
+		if (g_ro_toggle) {
+			say("read-only flips %lu, writes rejected %lu, writes done %lu\n",
+			    flips, ro_rejected, writes_ok);
+			if (!g_failed && (!ro_rejected || !writes_ok)) {
+				printf("# FAIL: read-only toggling: %s\n", !ro_rejected ?
+				       "no write ever hit read-only" :
+				       "no write ever succeeded");
+				g_failed = 1;
 			}
 		}
 		if (!g_failed && verify_backend())

@@ -1936,28 +1936,6 @@ TEST_F_TIMEOUT(ctl, close_with_queued_requests_detached, 60)
 	EXPECT_GT(5000, vblk_now_ms() - t0) TH_LOG("teardown of a detached device took long");
 }
 
-/* ---- mixed random traffic -------------------------------------------------- */
-
-/*
- * Random requests of every kind in random layouts on all 16 queues,
- * notifications toggled at random: every read matches a model of the
- * content, and so does the backend at the end.
- */
-TEST_F_TIMEOUT(io, mixed_random_all_queues, 240)
-{
-	mix_run(_metadata, &self->c, false);
-}
-
-/*
- * The same traffic while another thread flips SET_READONLY every few ms:
- * every write or write-zeroes either succeeds and lands or fails with
- * IOERR and writes nothing (the backend matches the model at the end).
- */
-TEST_F_TIMEOUT(io, mixed_with_readonly_toggling, 240)
-{
-	mix_run(_metadata, &self->c, true);
-}
-
 /* ---- dirty logging ------------------------------------------------------- */
 
 TEST_F_TIMEOUT(ctl, dirty_log, 90)

@@ -3,9 +3,9 @@
  * Helpers of the vhost-blk kselftests (vhost_blk_test.c): backends from the
  * environment, a device context (struct ctx) with its backend, one-request
  * I/O with checks, and the machinery some sections share (descriptor
- * layouts, broken chains, requests held in flight by dm-delay, the random
- * traffic model, dirty-log checks).  Everything here reports through the
- * kselftest harness (_metadata); the rules themselves are the cases.
+ * layouts, broken chains, requests held in flight by dm-delay, dirty-log
+ * checks).  Everything here reports through the kselftest harness
+ * (_metadata); the rules themselves are the cases.
  */
 #ifndef VHOST_BLK_TEST_H
 #define VHOST_BLK_TEST_H
@@ -716,49 +716,20 @@ static void expect_all_eperm(struct __test_metadata *_metadata, int fd,
 	free(m);
 }
 
-struct named_layout {
-	const char *name;
-	struct vblk_layout l;
-};
-
-static const struct named_layout layouts[] = {
-	{ "classic", { 0 } },
-	{ "one-desc-per-stream", { .nrd = 0, .nwr = 0 } },
-	{ "hdr-3+13", { .nrd = 2, .rd = { 3, 13 }, .nwr = 1, .wr = { 4096 } } },
-	{ "hdr-bytes", { .nrd = 16, .rd = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 } } },
-	{ "hdr-merged-data-split", { .nrd = 3, .rd = { 17, 511, 1 },
-				    .nwr = 3, .wr = { 1, 511, 1 } } },
-	{ "status-merged", { .nrd = 1, .rd = { 16 }, .nwr = 1, .wr = { 4095 } } },
-	{ "odd-cuts", { .nrd = 5, .rd = { 5, 100, 7, 1000, 3 },
-		       .nwr = 5, .wr = { 7, 1000, 3, 5, 100 } } },
-	{ "zero-len-descs", { .nrd = 3, .rd = { 16, 0, 2048 },
-			     .nwr = 3, .wr = { 0, 2048, 0 } } },
-	{ "misaligned-1", { .offset = 1, .nrd = 1, .rd = { 16 }, .nwr = 1, .wr = { 4096 } } },
-	{ "page-crossing", { .offset = 4090, .nrd = 2, .rd = { 3, 13 },
-			    .nwr = 2, .wr = { 1000, 3096 } } },
-	{ "contig", { .flags = VBLK_L_CONTIG, .offset = 7, .nrd = 1, .rd = { 16 },
-		     .nwr = 1, .wr = { 4096 } } },
-	{ "contig-gap-odd", { .flags = VBLK_L_CONTIG, .offset = 4093, .gap = 3,
-			     .nrd = 4, .rd = { 1, 2, 13, 333 },
-			     .nwr = 3, .wr = { 333, 1, 2 } } },
-};
-
-#define NLAYOUTS (ARRAY_SIZE(layouts))
-
 static void layout_roundtrip(struct __test_metadata *_metadata, struct ctx *c,
 			     unsigned int extra_flags, uint32_t extra_offset)
 {
 	uint64_t seed = new_seed();
 	const size_t len = 4096;
 
-	for (unsigned int i = 0; i < NLAYOUTS; i++) {
-		struct vblk_layout l = layouts[i].l;
+	for (unsigned int i = 0; i < vblk_nlayouts; i++) {
+		struct vblk_layout l = vblk_layouts[i].l;
 		uint64_t sec = 10000 + i * 16;
 		char what[96];
 
 		l.flags |= extra_flags;
 		l.offset += extra_offset;
-		snprintf(what, sizeof(what), "layout %s%s", layouts[i].name,
+		snprintf(what, sizeof(what), "layout %s%s", vblk_layouts[i].name,
 			 extra_flags & VBLK_L_INDIRECT ? " (indirect)" : "");
 		/* written with the layout, checked directly and classically */
 		dev_write(_metadata, &c->d.vq[0], sec, len, seed + i,
@@ -1180,313 +1151,6 @@ static void owner_dies(struct __test_metadata *_metadata,
 			"written by the time the owner was reaped");
 	close(pfd[0]);
 	free(in);
-}
-
-/*
- * All 16 queues busy with random requests (IN, OUT, WRITE_ZEROES, FLUSH,
- * GET_ID) in random layouts (direct/indirect, misaligned, split headers,
- * merged status), interrupts toggled at random.  Each in-flight request
- * owns a slot of sectors, a model of the slot's content checks every read.
- * Seed: $VHOST_BLK_MIX_SEED (printed); length: $VHOST_BLK_MIX_REQS requests
- * (default 1500 on a block device, 500 on a file: the suite runs it on four
- * files).
- */
-#define MIX_SLOTS	8
-#define MIX_SLOT_SECS	64
-#define MIX_BASE	100000	/* below 64 MiB: the file backends */
-
-struct mix_slot {
-	struct vblk_req r;
-	uint64_t first;			/* first sector of the slot */
-	uint64_t model[MIX_SLOT_SECS];	/* pattern seed per sector, 0 = zero */
-	uint8_t *buf;
-	struct vblk_layout l;
-	bool busy;
-	unsigned long errors;
-	char what[160];
-};
-
-static uint64_t mix_rng;
-static bool mix_ro_toggling;
-static unsigned long mix_ro_rejected, mix_writes_ok;
-
-static uint64_t rnd(uint64_t n)
-{
-	mix_rng ^= mix_rng << 13;
-	mix_rng ^= mix_rng >> 7;
-	mix_rng ^= mix_rng << 17;
-	return n ? mix_rng % n : mix_rng;
-}
-
-static bool check_sectors(const uint8_t *b, uint64_t lba, const uint64_t *model,
-			  unsigned int n, char *why, size_t wl)
-{
-	static const uint8_t zero[512];
-
-	for (unsigned int i = 0; i < n; i++) {
-		if (!model[i] ? memcmp(b + i * 512, zero, 512) :
-		    vblk_pattern_check(b + i * 512, 512, lba + i, model[i], why, wl) != -1) {
-			if (!model[i])
-				snprintf(why, wl, "sector %llu should be zero",
-					 (unsigned long long)(lba + i));
-			return false;
-		}
-	}
-	return true;
-}
-
-static void mix_complete(struct vblk_req *r)
-{
-	struct mix_slot *s = r->priv;
-	unsigned int n = (r->type == VIRTIO_BLK_T_IN ? r->in_len : r->out_len) / 512;
-	unsigned int off = r->sector - s->first;
-	char why[200] = "";
-
-	s->busy = false;
-	if (mix_ro_toggling && r->status == VIRTIO_BLK_S_IOERR &&
-	    (r->type == VIRTIO_BLK_T_OUT || r->type == VIRTIO_BLK_T_WRITE_ZEROES)) {
-		mix_ro_rejected++;	/* read-only at the time: nothing written */
-		return;
-	}
-	if (r->type == VIRTIO_BLK_T_OUT && r->status == VIRTIO_BLK_S_OK)
-		mix_writes_ok++;
-	if (r->status != VIRTIO_BLK_S_OK) {
-		fprintf(stderr, "# mix: %s: status %u\n", s->what, r->status);
-		s->errors++;
-		return;
-	}
-	switch (r->type) {
-	case VIRTIO_BLK_T_IN:
-		if (r->used_len != r->in_len + 1 ||
-		    !check_sectors(s->buf, r->sector, s->model + off, n, why, sizeof(why))) {
-			fprintf(stderr, "# mix: %s: used.len %u: %s\n", s->what,
-				r->used_len, why);
-			s->errors++;
-		}
-		break;
-	case VIRTIO_BLK_T_OUT:
-		for (unsigned int i = 0; i < n; i++)
-			s->model[off + i] = r->priv2;
-		goto one;
-	case VIRTIO_BLK_T_WRITE_ZEROES: {
-		const struct dwz_seg *seg = (const void *)s->buf;
-
-		for (unsigned int i = 0; i < seg->num; i++)
-			s->model[seg->sector - s->first + i] = 0;
-		goto one;
-	}
-	case VIRTIO_BLK_T_GET_ID:
-		if (r->used_len != 21 || memcmp(s->buf, "vblk-mix-serial-0001", 20)) {
-			fprintf(stderr, "# mix: %s: bad GET_ID\n", s->what);
-			s->errors++;
-		}
-		break;
-	default:
-one:
-		if (r->used_len != 1) {
-			fprintf(stderr, "# mix: %s: used.len %u\n", s->what, r->used_len);
-			s->errors++;
-		}
-	}
-}
-
-static void mix_issue(struct __test_metadata *_metadata, struct vblk_vq *vq,
-		      struct mix_slot *s)
-{
-	unsigned int n = 1 + rnd(MIX_SLOT_SECS), off = rnd(MIX_SLOT_SECS - n + 1);
-	unsigned int k = rnd(100);
-	uint64_t sec = s->first + off, seed = new_seed();
-	uint32_t type;
-
-	if (k < 40)
-		type = VIRTIO_BLK_T_IN;
-	else if (k < 80)
-		type = VIRTIO_BLK_T_OUT;
-	else if (k < 88)
-		type = VIRTIO_BLK_T_WRITE_ZEROES;
-	else if (k < 94)
-		type = VIRTIO_BLK_T_FLUSH;
-	else
-		type = VIRTIO_BLK_T_GET_ID;
-	vblk_req_init(&s->r, type, sec);
-	s->r.priv = s;
-	s->r.complete = mix_complete;
-	s->r.name = s->what;
-	s->l = layouts[rnd(NLAYOUTS)].l;
-	if (rnd(2))
-		s->l.flags |= VBLK_L_INDIRECT;
-	if (rnd(3) == 0)
-		s->l.offset = rnd(4096);
-	s->r.layout = rnd(4) ? &s->l : NULL;
-	switch (type) {
-	case VIRTIO_BLK_T_IN:
-		s->r.in = s->buf;
-		s->r.in_len = n * 512;
-		break;
-	case VIRTIO_BLK_T_OUT:
-		vblk_pattern_fill(s->buf, n * 512, sec, seed);
-		s->r.out = s->buf;
-		s->r.out_len = n * 512;
-		s->r.priv2 = seed;
-		break;
-	case VIRTIO_BLK_T_WRITE_ZEROES: {
-		struct dwz_seg seg = { sec, n, rnd(2) };
-
-		memcpy(s->buf, &seg, 16);
-		s->r.out = s->buf;
-		s->r.out_len = 16;
-		break;
-	}
-	case VIRTIO_BLK_T_GET_ID:
-		s->r.in = s->buf;
-		s->r.in_len = 20;
-		break;
-	}
-	snprintf(s->what, sizeof(s->what), "vq %u slot %llu type %u sector %llu n %u layout %s%s",
-		 vq->idx, (unsigned long long)(s->first - MIX_BASE) / MIX_SLOT_SECS,
-		 type, (unsigned long long)sec, n,
-		 s->r.layout ? "random" : "classic",
-		 s->l.flags & VBLK_L_INDIRECT ? " indirect" : "");
-	s->busy = true;
-	ASSERT_EQ(0, vblk_submit(vq, &s->r)) TH_LOG("%s", s->what);
-}
-
-/* known content: everything zero */
-static void mix_zero(struct __test_metadata *_metadata, const char *ram)
-{
-	size_t len = VHOST_BLK_MAX_VQS * MIX_SLOTS * MIX_SLOT_SECS * 512;
-	uint8_t *z = calloc(1, len);
-
-	bdev_rw(_metadata, ram, true, MIX_BASE, z, len);
-	free(z);
-}
-
-struct ro_toggler {
-	int fd;
-	volatile bool stop;
-	unsigned long flips;
-};
-
-/* Flip SET_READONLY every 0-2 ms from another thread of the owner. */
-static void *ro_toggle(void *arg)
-{
-	struct ro_toggler *t = arg;
-	unsigned int st = 1;	/* own generator: mix_rng is the main thread's */
-	int ro = 0;
-
-	while (!t->stop) {
-		ro = !ro;
-		if (ioctl(t->fd, VHOST_BLK_SET_READONLY, &ro) == 0)
-			t->flips++;
-		usleep(rand_r(&st) % 2000);
-	}
-	ro = 0;
-	ioctl(t->fd, VHOST_BLK_SET_READONLY, &ro);
-	return NULL;
-}
-
-static void mix_run(struct __test_metadata *_metadata, struct ctx *c,
-		    bool toggle_ro)
-{
-	struct vblk_opts o = VBLK_OPTS_DEFAULT;
-	struct ro_toggler tog = { .fd = -1 };
-	struct mix_slot *slots;
-	unsigned long issued = 0, want, errors = 0;
-	uint64_t seed, last_progress;
-	pthread_t th;
-	const char *e;
-
-	e = getenv("VHOST_BLK_MIX_SEED");
-	seed = e ? strtoull(e, NULL, 0) : (vblk_now_ms() ^ getpid());
-	e = getenv("VHOST_BLK_MIX_REQS");
-	want = e ? strtoul(e, NULL, 0) : backend_is_file(c) ? 500 : 1500;
-	mix_rng = seed | 1;
-	mix_ro_toggling = toggle_ro;
-	mix_ro_rejected = mix_writes_ok = 0;
-	TH_LOG("seed %llu (VHOST_BLK_MIX_SEED to repeat), %lu requests",
-	       (unsigned long long)seed, want);
-	o.nvqs = VHOST_BLK_MAX_VQS;
-	o.mem_size = 64 << 20;
-	ctx_reopen(_metadata, c, &o);
-	ASSERT_EQ(0, vblk_set_serial(&c->d, "vblk-mix-serial-0001", 20));
-	if (toggle_ro) {
-		tog.fd = c->d.fd;
-		ASSERT_EQ(0, pthread_create(&th, NULL, ro_toggle, &tog));
-	}
-	slots = calloc(VHOST_BLK_MAX_VQS * MIX_SLOTS, sizeof(*slots));
-	ASSERT_NE(NULL, slots);
-	mix_zero(_metadata, c->path);
-	for (int i = 0; i < VHOST_BLK_MAX_VQS * MIX_SLOTS; i++) {
-		slots[i].first = MIX_BASE + i * MIX_SLOT_SECS;
-		slots[i].buf = malloc(MIX_SLOT_SECS * 512);
-	}
-	last_progress = vblk_now_ms();
-	for (;;) {
-		struct pollfd pfd[VHOST_BLK_MAX_VQS];
-		int busy = 0, got = 0;
-
-		for (int q = 0; q < VHOST_BLK_MAX_VQS; q++) {
-			struct vblk_vq *vq = &c->d.vq[q];
-
-			got += vblk_reap(vq);
-			if (rnd(16) == 0)
-				vblk_vq_set_irq(vq, !vq->irq_enabled);
-			for (int i = 0; i < MIX_SLOTS && issued < want; i++) {
-				struct mix_slot *s = &slots[q * MIX_SLOTS + i];
-
-				if (!s->busy && rnd(2)) {
-					mix_issue(_metadata, vq, s);
-					issued++;
-				}
-			}
-			vblk_kick(vq, rnd(8) == 0);
-			busy += vq->ninflight;
-			pfd[q] = (struct pollfd){ .fd = vq->call_fd, .events = POLLIN };
-		}
-		if (got)
-			last_progress = vblk_now_ms();
-		if (!busy && issued >= want)
-			break;
-		ASSERT_GT(20000, vblk_now_ms() - last_progress) {
-			for (int q = 0; q < VHOST_BLK_MAX_VQS; q++)
-				vblk_dump_inflight(&c->d.vq[q], stderr);
-			TH_LOG("no completion for 20 s, seed %llu", (unsigned long long)seed);
-		}
-		if (!got && poll(pfd, VHOST_BLK_MAX_VQS, 20) > 0) {
-			for (int q = 0; q < VHOST_BLK_MAX_VQS; q++)
-				if (pfd[q].revents)
-					vblk_call_count(&c->d.vq[q], 0);
-		}
-	}
-	if (toggle_ro) {
-		tog.stop = true;
-		pthread_join(th, NULL);
-		TH_LOG("%lu read-only flips, %lu writes rejected, %lu written",
-		       tog.flips, mix_ro_rejected, mix_writes_ok);
-		EXPECT_LT(0, mix_ro_rejected) TH_LOG("no write ever hit read-only");
-		EXPECT_LT(0, mix_writes_ok) TH_LOG("no write ever succeeded");
-	}
-	for (int i = 0; i < VHOST_BLK_MAX_VQS * MIX_SLOTS; i++) {
-		errors += slots[i].errors;
-		free(slots[i].buf);
-	}
-	for (int q = 0; q < VHOST_BLK_MAX_VQS; q++) {
-		EXPECT_EQ(0, c->d.vq[q].bad_used) TH_LOG("vq %d", q);
-	}
-	EXPECT_EQ(0, errors) TH_LOG("seed %llu", (unsigned long long)seed);
-	/* the backend matches the model */
-	for (int i = 0; i < VHOST_BLK_MAX_VQS * MIX_SLOTS; i++) {
-		uint8_t *b = malloc(MIX_SLOT_SECS * 512);
-		char why[200];
-
-		bdev_rw(_metadata, c->path, false, slots[i].first, b, MIX_SLOT_SECS * 512);
-		EXPECT_TRUE(check_sectors(b, slots[i].first, slots[i].model,
-					  MIX_SLOT_SECS, why, sizeof(why)))
-			TH_LOG("backend slot %d: %s (seed %llu)", i, why,
-			       (unsigned long long)seed);
-		free(b);
-	}
-	free(slots);
 }
 
 static bool log_bit(const uint8_t *log, uint64_t gpa)

@@ -31,6 +31,7 @@
 # Extra arguments go to the test binary (e.g. -t rw_basic, -l to list);
 # VHOST_BLK_KSFT_BIN picks another build of it (e.g. one with sanitizers).
 set -uo pipefail
+. "$(dirname "$0")/../../scripts/lib.sh"
 
 REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
 LINE=${VHOST_BLK_LINE:-}
@@ -111,16 +112,7 @@ cleanup() {
 # fs_create TYPE DEV [DIR] - a filesystem on DEV mounted on $FSDIR/DIR
 # (default TYPE) with a 64 MiB file in it; prints the file's path.
 fs_create() {
-	local type=$1 dev=$2 mnt=$FSDIR/${3:-$1}
-	modprobe -d "${VHOST_BLK_MODROOT:-/}" "$type" 2>/dev/null
-	command -v "mkfs.$type" >/dev/null || { say "no mkfs.$type"; return 1; }
-	local force=-F
-	[ "$type" = xfs ] && force=-f
-	mkdir -p "$mnt" && "mkfs.$type" -q $force "$dev" >/dev/null 2>&1 ||
-		{ say "mkfs.$type $dev failed"; return 1; }
-	mount -t "$type" "$dev" "$mnt" || { say "mount $type failed"; return 1; }
-	dd if=/dev/zero of="$mnt/disk.img" bs=1M count=64 status=none || return 1
-	echo "$mnt/disk.img"
+	vb_fs_file "$1" "$2" "$FSDIR/${3:-$1}"
 }
 
 # delay_fs TYPE MIB - a file for the delay fixtures: a filesystem made on

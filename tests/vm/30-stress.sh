@@ -2,10 +2,14 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # 30-stress.sh - randomised completion/notification stress of vhost-blk, with
-# the runtime stack figure and a runtime check of what runs in the kick
-# (eventfd wake-up) and bio completion paths.  Runs inside the VM (TAP).
+# the runtime stack figure, shorter runs on files (ext4, xfs; O_DIRECT and
+# the page cache) and with read-only toggling, and a runtime check of what
+# runs in the kick (eventfd wake-up) and bio completion paths.  Runs inside
+# the VM (TAP).
 #
 #   VHOST_BLK_STRESS_SECONDS  stress duration (default 40)
+#   VHOST_BLK_STRESS_FILE_SECONDS  duration of each file / read-only run
+#                             (default 4)
 #   VHOST_BLK_STRESS_SEED     seed (default: from the clock, printed)
 #   VHOST_BLK_STRESS_TRACE    1: also measure with ftrace (parts 2 and 3);
 #                             the default unless VHOST_BLK_TCG_THREAD=multi:
@@ -19,7 +23,6 @@
 # marked) when VHOST_BLK_OUT is set.
 set -u
 . "$(dirname "$0")/../../scripts/lib.sh"
-REPO=$VB_REPO
 TOOL=$(vb_selftest_bin vblk_stress)
 SECS=${VHOST_BLK_STRESS_SECONDS:-40}
 SEED=${VHOST_BLK_STRESS_SEED:-$(( $(date +%s) % 100000 ))}
@@ -27,7 +30,33 @@ DEV=/dev/ram2
 T=/sys/kernel/tracing
 OUTDIR=${VHOST_BLK_OUT:-/tmp}
 STACK_LIMIT=8192	# far below 8 KiB (x86_64 stacks are 16 KiB): Documentation/robustness.rst
+FSDIR=/tmp/vblk-stress-fs
+XFS_LOOP=
 finish() { tap_done; exit $?; }
+fs_cleanup() {
+	umount "$FSDIR/ext4" "$FSDIR/xfs" 2>/dev/null
+	[ -n "$XFS_LOOP" ] && losetup -d "$XFS_LOOP" 2>/dev/null
+	rm -rf "$FSDIR"
+}
+trap fs_cleanup EXIT
+
+# stress_case DESC SECONDS ARGS... - one vblk_stress run (seed $SEED, ARGS:
+# --dev and options), one TAP case
+stress_case()
+{
+	local desc=$1 secs=$2 log=/tmp/vblk_stress.log rc
+	shift 2
+	timeout $((secs + 240)) "$TOOL" --seed "$SEED" --seconds "$secs" "$@" >$log 2>&1
+	rc=$?
+	grep '^# \(vblk_stress\|requests\|statuses\|epochs\|backing\|read-only\)' $log
+	if [ $rc -eq 0 ] && grep -q '^STRESS OK' $log; then
+		ok "stress: $desc: every request completed once with the expected status and data ($(sed -n 's/^STRESS OK seed=[0-9]* //p' $log))"
+	else
+		[ $rc -eq 124 ] && echo "# the stress tool itself hung (timeout)"
+		grep -v '^# epoch' $log | tail -40 | sed 's/^\([^#]\)/# \1/'
+		notok "stress: $desc, seed $SEED (rc $rc): $(grep -m1 'FAIL' $log)"
+	fi
+}
 
 if [ ! -x "$TOOL" ]; then
 	notok "stress: $TOOL missing (tests/prepare.d/10-selftests.sh)"
@@ -70,18 +99,8 @@ if [ "$TRACE" = 1 ] && [ -w /proc/sys/kernel/stack_tracer_enabled ] && [ -e $T/s
 fi
 
 echo "# stress: seed $SEED, $SECS s on $DEV (reproduce: VHOST_BLK_STRESS_SEED=$SEED)"
-log=/tmp/vblk_stress.log
-VHOST_BLK_STRESS_STACK_TRACER_OFF=1 timeout $((SECS + 240)) "$TOOL" --dev $DEV --seed "$SEED" --seconds "$SECS" >$log 2>&1
-rc=$?
+VHOST_BLK_STRESS_STACK_TRACER_OFF=1 stress_case "16 queues, ${SECS}s, seed $SEED" "$SECS" --dev $DEV
 [ $stack_on = 1 ] && echo 0 >/proc/sys/kernel/stack_tracer_enabled
-grep '^# \(vblk_stress\|requests\|statuses\|epochs\|backing\)' $log
-if [ $rc -eq 0 ] && grep -q '^STRESS OK' $log; then
-	ok "stress: 16 queues, ${SECS}s, seed $SEED: every request completed once with the expected status and data ($(sed -n 's/^STRESS OK seed=[0-9]* //p' $log))"
-else
-	[ $rc -eq 124 ] && echo "# the stress tool itself hung (timeout)"
-	grep -v '^# epoch' $log | tail -40 | sed 's/^\([^#]\)/# \1/'
-	notok "stress: seed $SEED (rc $rc): $(grep -m1 'FAIL' $log)"
-fi
 
 # ---- 2. the runtime stack figure ----------------------------------------
 if [ $stack_on = 1 ]; then
@@ -109,13 +128,45 @@ elif [ "$TRACE" = 1 ]; then
 	notok "stack: runtime stack figure: no ftrace stack tracer in this kernel"
 fi
 [ "${VHOST_BLK_STRESS_ONLY:-}" = stack ] && finish
+
+# ---- 3. files, read-only toggling ---------------------------------------
+# The same traffic, shorter, where part 1 does not go: a 64 MiB file on
+# ext4 (on /dev/ram3) and on xfs (on a loop device over a sparse file:
+# xfs wants 300 MiB), each opened O_DIRECT and not (the page cache), and
+# with SET_READONLY flipped every 0-2 ms by another thread (a write,
+# discard or write-zeroes then lands whole or fails with IOERR and changes
+# nothing; both must happen).
+XSECS=${VHOST_BLK_STRESS_FILE_SECONDS:-4}
+stress_case "brd, read-only toggling, ${XSECS}s" "$XSECS" --dev $DEV --ro-toggle
+ext4=
+[ -b /dev/ram3 ] && ext4=$(vb_fs_file ext4 /dev/ram3 "$FSDIR/ext4")
+xfs=
+if modprobe -d "${VHOST_BLK_MODROOT:-/}" loop 2>/dev/null && mkdir -p "$FSDIR" &&
+   truncate -s 320M "$FSDIR/xfs.img" && XFS_LOOP=$(losetup -f --show "$FSDIR/xfs.img"); then
+	xfs=$(vb_fs_file xfs "$XFS_LOOP" "$FSDIR/xfs")
+fi
+file_case() {	# FS FILE OPTIONS...
+	local fs=$1 f=$2
+	shift 2
+	if [ -z "$f" ]; then
+		notok "stress: file on $fs${*:+ $*}: no $fs file (see the messages above)"
+		return
+	fi
+	stress_case "file on $fs${*:+ $*}, ${XSECS}s" "$XSECS" --dev "$f" "$@"
+}
+file_case ext4 "$ext4" --direct --ro-toggle
+file_case ext4 "$ext4"
+file_case xfs "$xfs" --direct
+file_case xfs "$xfs" --ro-toggle
+fs_cleanup
+
 if [ "$TRACE" != 1 ]; then
 	skip "stack: runtime stack figure and kick / end_io contexts" \
 		"VHOST_BLK_STRESS_TRACE=$TRACE (ftrace off under multi-threaded TCG)"
 	finish
 fi
 
-# ---- 3. what runs in the kick path and in bio completion -----------------
+# ---- 4. what runs in the kick path and in bio completion -----------------
 # function_graph below eventfd_write (the kick: the same wake-up KVM's
 # ioeventfd does from the vCPU exit path) must show no vhost-blk function;
 # below vhost_blk_bio_end_io nothing that sleeps, allocates, copies to guest

@@ -19,7 +19,6 @@
 #                                 (default: no limit; the time still bounds it)
 set -u
 . "$(dirname "$0")/../../scripts/lib.sh"
-REPO=$VB_REPO
 TOOL=$(vb_selftest_bin vblk_fuzz)
 SECS=${VHOST_BLK_FUZZ_SECONDS:-20}
 SEED=${VHOST_BLK_FUZZ_SEED:-$(( $(date +%s) % 100000 ))}
