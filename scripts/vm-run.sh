@@ -37,7 +37,9 @@
 # VHOST_BLK_TCG_THREAD=single|multi (TCG vCPU threads, default single),
 # VHOST_BLK_VM_MEM (MiB, default 3072), VHOST_BLK_VM_SMP (default 2),
 # VHOST_BLK_QEMU (default: under TCG the test bed's QEMU, built once by
-# scripts/qemu-build.sh --testbed; under KVM qemu-system-x86_64).
+# scripts/qemu-build.sh --testbed; under KVM qemu-system-x86_64),
+# VHOST_BLK_QEMU_ARGS (more options for it, split at blanks: the TCG
+# plugins and -icount of scripts/bench/).
 #
 # CMD runs with VHOST_BLK_LINE, VHOST_BLK_ABI, VHOST_BLK_BUILD (repo/build/<abi>),
 # VHOST_BLK_REPO, VHOST_BLK_KERNEL (the cached kernel dir), VHOST_BLK_MODROOT
@@ -62,7 +64,7 @@ P9OPTS="trans=virtio,version=9p2000.L,msize=262144,cache=loose"
 
 usage()
 {
-	sed -n '4,49s/^#\t\{0,1\}//p' "$0" >&2
+	sed -n '4,51s/^#\t\{0,1\}//p' "$0" >&2
 	exit 2
 }
 
@@ -452,6 +454,8 @@ main()
 		-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
 		-virtfs "local,path=$OUT,mount_tag=vbout,security_model=none,multidevs=remap" \
 		"${serial[@]}"
+	read -ra extra <<<"${VHOST_BLK_QEMU_ARGS:-}"
+	set -- "$@" "${extra[@]}"
 	if [[ "$SHELL_MODE" = 1 ]]; then
 		"$@" 2>"$OUT/qemu.log" || qrc=$?
 	else

@@ -81,10 +81,12 @@ GENV=$("$REPO/scripts/guest-build.sh")
 { echo "QEMU=$QB/qemu-system-x86_64"; echo "$GENV"; } >"$CACHE/l2.env.tmp"
 mv "$CACHE/l2.env.tmp" "$CACHE/l2.env"
 
-stage "building the plugins, vbmark and qemu-storage-daemon (cached)"
-l1ver=$(dpkg-query -W -f='${Version}' qemu-system-x86 | tr ':~+' '_._')
+stage "building the test bed's QEMU for L1, the plugins, vbmark and qemu-storage-daemon (cached)"
+# L1 runs on the test bed's QEMU (Documentation/testing.rst): the same
+# pinned source, so the plugins are built against its qemu-plugin.h.
+L1Q=$("$REPO/scripts/qemu-build.sh" --testbed)
 key=$(cat "$REPO/scripts/bench/vbcount.c" "$REPO/scripts/bench/vbmark.c" | sha256sum | cut -c1-12)
-TOOLS=$CACHE/bench/tools-$(basename "$(dirname "$QB")")-l1_$l1ver-$key
+TOOLS=$CACHE/bench/tools-$(basename "$(dirname "$QB")")-l1_$(basename "$L1Q")-$key
 if [ ! -e "$TOOLS/.done" ]; then
 	rm -rf "$TOOLS"
 	mkdir -p "$TOOLS"
@@ -98,7 +100,7 @@ if [ ! -e "$TOOLS/.done" ]; then
 		-o "$TOOLS/vbmark" "$REPO/scripts/bench/vbmark.c"
 	if [ ! -x "$QB/storage-daemon/qemu-storage-daemon" ]; then
 		vb_log "building qemu-storage-daemon (ninja, the QEMU build is configured with tools)"
-		(flock 9; nice -n 10 ninja -C "$QB" -j"${JOBS:-2}" storage-daemon/qemu-storage-daemon \
+		(flock 9; nice -n 10 ninja -C "$QB" -j"${VHOST_BLK_JOBS:-2}" storage-daemon/qemu-storage-daemon \
 			>"$TOOLS/qsd-build.log" 2>&1) 9>"$CACHE/qemu/.lock" ||
 			{ tail -20 "$TOOLS/qsd-build.log"; vb_die "qemu-storage-daemon build failed"; }
 	fi
@@ -124,11 +126,16 @@ fi
 [ "$profile" = 1 ] && vbopts="$vbopts,profile=on"
 plugins="$TOOLS/vbcount.so$vbopts $TOOLS/libbb.so$bbopts"
 # One L1 run of the matrix: $1 output dir, $2 plugins ("" for none).
+# VHOST_BLK_BENCH_L1_ARGS: more L1 QEMU options (e.g. -icount).
 run_l1() {
-	VB_BENCH_PLUGINS=$2 VB_BENCH_PLUGIN_LOG=$1/plugin.log \
-		VHOST_BLK_QEMU=$REPO/scripts/bench/l1-qemu.sh VHOST_BLK_ACCEL=tcg \
-		VHOST_BLK_BENCH_TOOLS=$TOOLS \
-		"$REPO/scripts/vm-run.sh" "$line" --timeout "${VHOST_BLK_BENCH_TIMEOUT:-14400}" \
+	local a p
+	a=${VHOST_BLK_BENCH_L1_ARGS:-}
+	for p in $2; do
+		a="$a -plugin $p"
+	done
+	[ -z "$2" ] || a="$a -d plugin -D $1/plugin.log"
+	VHOST_BLK_QEMU_ARGS=$a VHOST_BLK_ACCEL=tcg VHOST_BLK_BENCH_TOOLS=$TOOLS \
+		"$REPO/scripts/vm-run.sh" "$line" --no-kfence --timeout "${VHOST_BLK_BENCH_TIMEOUT:-14400}" \
 		--log "$1/console.log" --out "$1" -- "$REPO/scripts/bench/l1.sh"
 }
 set +e

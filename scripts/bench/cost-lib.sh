@@ -58,9 +58,8 @@ cost_module()
 cost_l1()
 {
 	local line=$1 out=$2 rc=0
-	VB_BENCH_PLUGINS="$out/tools/vbcount.so,profile=on,profile_pct=100" \
-		VB_BENCH_PLUGIN_LOG=$out/plugin.log \
-		VHOST_BLK_QEMU=$VB_REPO/scripts/bench/l1-qemu.sh VHOST_BLK_ACCEL=tcg \
+	VHOST_BLK_QEMU_ARGS="-plugin $out/tools/vbcount.so,profile=on,profile_pct=100 -d plugin -D $out/plugin.log" \
+		VHOST_BLK_ACCEL=tcg \
 		VHOST_BLK_TCG_THREAD=single VHOST_BLK_COST_TOOLS=$out/tools \
 		VHOST_BLK_COST_CFGS=$3 \
 		"$VB_REPO/scripts/vm-run.sh" "$line" --no-kfence --timeout 3600 \
