@@ -21,8 +21,8 @@ repetition's per-I/O cost is
 
 which cancels the fixed cost of a fio run (process start, file open, ring
 setup, exit) and the time-proportional background (L1/L2 timer ticks).
-insn_per_io is the mean of c over the repetitions, insn_spread_pct is
-(max - min) / mean * 100.
+insn_per_io is the median of c over the repetitions, insn_spread_pct is
+(max - min) / median * 100.
 
 Perturbation.  Counting slows the emulated L1 down, and a nested guest's
 timing (timer ticks, interrupt injection, halt and wake-up) does not slow
@@ -255,7 +255,9 @@ def analyze(raw):
         longest = max(s for _, s in runs)
         lr = [v for (r, s), v in runs.items() if s == longest]
         med = lambda xs: statistics.median(xs) if xs else None
-        mean = statistics.mean(cs) if cs else None
+        # The median: one repetition disturbed by the shared machine
+        # (a stall of its short run) does not move it.
+        mean = med(cs)
         res = {
             "backend": be, "device": dev, "workload": wl,
             "qd": None, "queues": q,
@@ -263,7 +265,7 @@ def analyze(raw):
             "lat_p50_us": med([v[3]["p50"] for v in lr if v[3]["p50"] is not None]),
             "lat_p99_us": med([v[3]["p99"] for v in lr if v[3]["p99"] is not None]),
             "insn_per_io": mean,
-            "insn_spread_pct": (max(cs) - min(cs)) / mean * 100 if cs and mean else None,
+            "insn_spread_pct": (max(cs) - min(cs)) / abs(mean) * 100 if cs and mean else None,
             "runs": len(runs),
             "insn_per_io_reps": cs,
             "insn_per_io_fit": cfit,

@@ -34,6 +34,9 @@
 #   VHOST_BLK_BENCH_TOOLS      dir with vbmark (and qemu-storage-daemon)
 #   VHOST_BLK_BENCH_L2_ENGINE  fio engine in L2 (default libaio)
 #   VHOST_BLK_BENCH_FIO_EXTRA  more fio options for every run (default none)
+#   VHOST_BLK_BENCH_POLL       1: keep the spin-waits of production, KVM's
+#                              halt polling in L1 and the QEMU iothreads'
+#                              adaptive polling; default 0: both off
 set -uo pipefail
 
 REPO=${VHOST_BLK_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -79,6 +82,16 @@ cat /proc/modules >"$OUT/modules"
 uname -r >"$OUT/l1-kernel"
 modprobe -d "$VHOST_BLK_MODROOT" kvm_amd 2>/dev/null || true
 [ -c /dev/kvm ] || say "warning: no /dev/kvm in L1 (is L1 running with -cpu max?)"
+# A spin-wait executes instructions for as long as it waits: its count
+# measures how fast the emulated CPU is, not the work of an I/O.  Without
+# them every back end's cost is the work it does (Documentation/performance.rst).
+POLL=${VHOST_BLK_BENCH_POLL:-0}
+IOTHREAD=iothread,id=io0
+if [ "$POLL" = 0 ]; then
+	echo 0 >/sys/module/kvm/parameters/halt_poll_ns
+	IOTHREAD=$IOTHREAD,poll-max-ns=0
+fi
+say "spin-waits: halt_poll_ns=$(cat /sys/module/kvm/parameters/halt_poll_ns), $IOTHREAD"
 mark "start"
 
 # Device setup.  brd: /dev/ram0 (vm-run.sh loads brd, 128 MiB).
@@ -140,6 +153,9 @@ run_native() {
 	done
 	for spec in $WORKLOADS; do
 		name=${spec%%:*}
+		# shellcheck disable=SC2046 # word lists
+		fio $(fio_args "$spec" 1 "$q") --ioengine=io_uring --filename="$path" \
+			--output=/dev/null >/dev/null 2>&1
 		for r in $(seq "$REPS"); do
 			for len in "$SECS" $((SECS * 3)); do
 				local tag="native/$dev/$name/q$q/r$r/s$len"
@@ -165,7 +181,7 @@ backend_args() {
 	vhost-blk)
 		echo "-device vhost-blk-pci,backend=$path,num-queues=$q" ;;
 	iothread)
-		echo "-object iothread,id=io0" \
+		echo "-object $IOTHREAD" \
 			"-blockdev node-name=d0,driver=$drv,filename=$path,cache.direct=on,aio=io_uring" \
 			"-device virtio-blk-pci,drive=d0,iothread=io0,num-queues=$q" ;;
 	aio-native)
@@ -189,6 +205,8 @@ printf '$esc' >/bin/vbmark
 chmod +x /bin/vbmark
 mark() { echo "L2-MARK \$1 @\$(cut -d' ' -f1 /proc/uptime)"; /bin/vbmark; }
 log "disk: \$(cat /sys/block/vda/size) sectors, \$(ls /sys/block/vda/mq | wc -l) queues, \$(nproc) cpus"
+# L1 copies the VMM's maps right after the boot: not inside a measurement.
+sleep 3
 for i in \$(seq $REPS); do
 	mark "idle $tag/q$q/i\$i begin"
 	sleep $IDLE
@@ -197,6 +215,9 @@ done
 EOF
 	for spec in $WORKLOADS; do
 		name=${spec%%:*}
+		# A first, unmeasured run: the first one in a fresh guest pays
+		# its page faults (nested paging) on top.
+		echo "fio $(fio_args "$spec" 1 "$q") --ioengine=$L2ENGINE --filename=/dev/vda --output=/dev/null >/dev/null 2>&1"
 		for r in $(seq "$REPS"); do
 			for len in "$SECS" $((SECS * 3)); do
 				local id="$tag/$name/q$q/r$r/s$len"
@@ -231,14 +252,14 @@ run_l2() {
 	fi
 	say "L2 on $be ($dev, $q queue(s)): $(echo "$WORKLOADS" | wc -w) workloads x $REPS x (${SECS}+$((SECS * 3)))s"
 	# shellcheck disable=SC2046 # word lists
-	"$REPO/scripts/guest/l2.sh" --steps "$steps" --log "$log" \
+	"$REPO/scripts/guest/l2.sh" --quiet --steps "$steps" --log "$log" \
 		--timeout "${VHOST_BLK_BENCH_L2_TIMEOUT:-1800}" --smp "$q" --mem "$L2MEM" -- \
 		$(backend_args "$be" "$path" "$q" "$dev") 2>"$log.err" &
 	local l2pid=$! rc
 	# The user-space maps of the VMM (and daemon), for the profile.
-	for _ in $(seq 100); do
+	for _ in $(seq 600); do
 		grep -aq '^L2-BOOTED' "$log" 2>/dev/null && break
-		sleep 1
+		sleep 0.2
 	done
 	for p in $(pgrep -P "$l2pid") $qsd; do
 		cat "/proc/$p/maps" >"$OUT/maps-$be-$dev-q$q-$p" 2>/dev/null

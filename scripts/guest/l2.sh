@@ -6,7 +6,8 @@
 #
 #   scripts/guest/l2.sh --steps FILE --log FILE [--timeout SEC]
 #                       [--tcg-timeout SEC] [--smp N] [--mem MB]
-#                       [--reboot-ok] [--append KERNEL-ARGS] -- QEMU-ARGS...
+#                       [--reboot-ok] [--quiet] [--append KERNEL-ARGS]
+#                       -- QEMU-ARGS...
 #
 # VHOST_BLK_L2_ACCEL picks the accelerator: auto (the default), kvm
 # (-accel kvm -cpu host) or tcg; "l2: accel=kvm|tcg" on stderr says which
@@ -30,6 +31,11 @@
 # reboots, and -no-reboot makes QEMU exit 0), else QEMU's.
 # Timings go to stderr:
 #   l2: accel=kvm booted in X s, done in Y s (exit N)
+# --quiet: nothing runs in this machine while the guest does (for
+# scripts/bench/, whose instruction counts would include it): no polling of
+# the log, one sleeping watchdog for the timeout; the run ends when QEMU
+# exits (the guest's /init powers off after its steps, -no-reboot) and
+# the boot time is the guest's own (L2-BOOTED uptime).
 # On a timeout, l2.sh first asks QEMU (on a monitor socket of its own) for
 # the state of the stuck guest: LOG.diag gets "info cpus", the registers
 # and local APIC of every vCPU and the virtqueues of every virtio device;
@@ -51,7 +57,7 @@ if [ -z "${QEMU:-}" ] || [ -z "${GUEST_KERNEL:-}" ] || [ -z "${GUEST_INITRD:-}" 
 	. "$env"
 fi
 
-steps= log= timeout=300 tcg_timeout= smp=1 mem=256 reboot_ok=0 append=
+steps= log= timeout=300 tcg_timeout= smp=1 mem=256 reboot_ok=0 quiet=0 append=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--steps) steps=$2; shift 2 ;;
@@ -61,6 +67,7 @@ while [ $# -gt 0 ]; do
 	--smp) smp=$2; shift 2 ;;
 	--mem) mem=$2; shift 2 ;;
 	--reboot-ok) reboot_ok=1; shift ;;
+	--quiet) quiet=1; shift ;;
 	--append) append=$2; shift 2 ;;
 	--) shift; break ;;
 	*) echo "l2: unknown option $1" >&2; exit 2 ;;
@@ -137,7 +144,26 @@ t0=$(date +%s.%N)
 "$QEMU" "${args[@]}" "$@" 2>"$work/qemu.err" &
 qpid=$!
 booted= done_at= rc=
-while :; do
+# Say why the guest is stuck, then stop QEMU.
+stuck() {
+	echo "l2: timeout after ${timeout}s, killing QEMU (state: $log.diag)" >&2
+	diag "$work/diag.sock" >"$log.diag" 2>&1
+	awk '/^CPU#/ { c = $1 } /^RIP=/ { print "l2: " c, $1, $2, $(NF - 1), $NF }' \
+		"$log.diag" >&2
+	kill -TERM "$qpid" 2>/dev/null || true
+	sleep 2
+	kill -KILL "$qpid" 2>/dev/null || true
+}
+if [ "$quiet" = 1 ]; then
+	(sleep "$timeout"; touch "$work/timeout"; stuck) &
+	wpid=$!
+	wait "$qpid" && rc=0 || rc=$?
+	kill "$wpid" 2>/dev/null || true
+	wait "$wpid" 2>/dev/null || true
+	[ -e "$work/timeout" ] && rc=124
+	booted=$(sed -n 's/^L2-BOOTED uptime=\([0-9.]*\).*/\1 (guest uptime)/p' "$log" | head -1)
+fi
+while [ "$quiet" = 0 ]; do
 	now=$(date +%s.%N)
 	el=$(awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
 	if [ -z "$booted" ] && grep -q '^L2-BOOTED' "$log" 2>/dev/null; then
@@ -158,13 +184,7 @@ while :; do
 		fi
 	fi
 	if awk -v e="$el" -v t="$timeout" 'BEGIN { exit !(e > t) }'; then
-		echo "l2: timeout after ${timeout}s, killing QEMU (state: $log.diag)" >&2
-		diag "$work/diag.sock" >"$log.diag" 2>&1
-		awk '/^CPU#/ { c = $1 } /^RIP=/ { print "l2: " c, $1, $2, $(NF - 1), $NF }' \
-			"$log.diag" >&2
-		kill -TERM "$qpid" 2>/dev/null || true
-		sleep 2
-		kill -KILL "$qpid" 2>/dev/null || true
+		stuck
 		wait "$qpid" || true
 		rc=124
 		break
