@@ -311,7 +311,9 @@ def baseline_iops(raw):
 
 
 def fmt(x, f="%.0f"):
-    return "-" if x is None else f % x
+    if x is None:
+        return "-"
+    return f.format(x) if "{" in f else f % x
 
 
 def table(results, idle, bb_total, vb_exit):
@@ -385,6 +387,39 @@ def ratio_table(rows):
         lines.append("%-6s %-14s %2d %17s %17s %17s" % (r["device"], r["workload"],
                                                        r["queues"], *cols))
     return "\n".join(lines)
+
+
+def rst_table(head, rows):
+    """A reStructuredText simple table."""
+    w = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
+    rule = "  ".join("=" * n for n in w)
+    fmt_row = lambda r: "  ".join(str(c).ljust(n) for c, n in zip(r, w)).rstrip()
+    return "\n".join([rule, fmt_row(head), rule] + [fmt_row(r) for r in rows] + [rule])
+
+
+def rst_tables(results, rat):
+    """table.rst: the cells and the ratios, for Documentation/performance.rst."""
+    order = {b: i for i, b in enumerate(BACKENDS)}
+    key = lambda r: (r["device"], r["queues"], r["workload"], order.get(r["backend"], 99))
+    rows = []
+    for r in sorted(results, key=key):
+        ipi = "perturbed" if r.get("perturbed") else fmt(r["insn_per_io"], "{:,.0f}")
+        rows.append([r["device"], r["queues"], r["workload"], r["backend"],
+                     fmt(r["iops"], "{:,.0f}"), fmt(r["lat_p50_us"], "{:,.0f}"),
+                     fmt(r["lat_p99_us"], "{:,.0f}"), ipi,
+                     fmt(r["insn_spread_pct"], "{:.0f} %")])
+    out = [rst_table(["device", "q", "workload", "back end", "IOPS", "p50 us",
+                      "p99 us", "insn/IO", "spread"], rows), ""]
+    rows = []
+    for r in rat:
+        row = [r["device"], r["queues"], r["workload"]]
+        for o in ("iothread", "vhost-user", "aio-native"):
+            row.append("%s / %s" % (fmt(r.get("insn_vs_" + o), "{:.2f}x"),
+                                    fmt(r.get("iops_vs_" + o), "{:.2f}x")))
+        rows.append(row)
+    out.append(rst_table(["device", "q", "workload", "vs iothread", "vs vhost-user",
+                          "vs aio-native"], rows))
+    return "\n".join(out)
 
 
 def write_plots(results, out):
@@ -616,6 +651,8 @@ def main():
     print(txt)
     with open(os.path.join(args.out, "table.txt"), "w") as f:
         f.write(txt + "\n")
+    with open(os.path.join(args.out, "table.rst"), "w") as f:
+        f.write(rst_tables(results, rat) + "\n")
     if args.profile:
         p = profile(results, prof, args.raw)
         with open(os.path.join(args.out, "profile.txt"), "w") as f:

@@ -259,6 +259,7 @@ run_l2() {
 	# The user-space maps of the VMM (and daemon), for the profile.
 	for _ in $(seq 600); do
 		grep -aq '^L2-BOOTED' "$log" 2>/dev/null && break
+		kill -0 "$l2pid" 2>/dev/null || break
 		sleep 0.2
 	done
 	for p in $(pgrep -P "$l2pid") $qsd; do

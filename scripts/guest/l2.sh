@@ -31,6 +31,7 @@
 # reboots, and -no-reboot makes QEMU exit 0), else QEMU's.
 # Timings go to stderr:
 #   l2: accel=kvm booted in X s, done in Y s (exit N)
+# (with --quiet: "booted at X s of its uptime", the guest's clock).
 # --quiet: nothing runs in this machine while the guest does (for
 # scripts/bench/, whose instruction counts would include it): no polling of
 # the log, one sleeping watchdog for the timeout; the run ends when QEMU
@@ -161,7 +162,7 @@ if [ "$quiet" = 1 ]; then
 	kill "$wpid" 2>/dev/null || true
 	wait "$wpid" 2>/dev/null || true
 	[ -e "$work/timeout" ] && rc=124
-	booted=$(sed -n 's/^L2-BOOTED uptime=\([0-9.]*\).*/\1 (guest uptime)/p' "$log" | head -1)
+	booted=$(sed -n 's/^L2-BOOTED uptime=\([0-9.]*\).*/\1/p' "$log" | head -1)
 fi
 while [ "$quiet" = 0 ]; do
 	now=$(date +%s.%N)
@@ -202,5 +203,7 @@ elif [ "$rc" = 0 ] && grep -aq 'Kernel panic - not syncing' "$log"; then
 	echo "l2: the guest panicked (see $log)" >&2
 	rc=3
 fi
-echo "l2: accel=$accel booted in ${booted:-?} s, done in $end s (exit $rc)" >&2
+how="booted in ${booted:-?} s"
+[ "$quiet" = 0 ] || how="booted at ${booted:-?} s of its uptime"
+echo "l2: accel=$accel $how, done in $end s (exit $rc)" >&2
 exit "$rc"
