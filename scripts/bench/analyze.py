@@ -375,6 +375,60 @@ def ratios(results):
     return out
 
 
+# Issue 10's targets (Documentation/performance.rst, "Targets"):
+# (name, workloads, what is compared, other back end, bound, sense).
+TARGETS = [
+    ("P1", ("randread-qd1", "randread-qd32"), "insn", "iothread", 0.6, "<="),
+    ("P1", ("randread-qd1", "randread-qd32"), "insn", "vhost-user", 0.8, "<="),
+    ("P2", ("randread-qd32", "randwrite-qd32"), "iops", "iothread", 1.5, ">="),
+    ("P2", ("randread-qd1", "randwrite-qd1"), "iops", "iothread", 1.0, ">="),
+]
+
+
+def targets(results):
+    """Each target per (device, queues, workload): the median ratio, the
+    range over the repetitions' estimates (insn) and met or not."""
+    by = {}
+    for r in results:
+        by[(r["device"], r["queues"], r["workload"], r["backend"])] = r
+    out = []
+    for name, wls, what, other, bound, sense in TARGETS:
+        for (dev, q, wl, be), v in sorted(by.items()):
+            o = by.get((dev, q, wl, other))
+            if be != "vhost-blk" or wl not in wls or not o:
+                continue
+            row = {"target": name, "device": dev, "queues": q, "workload": wl,
+                   "metric": what, "vs": other, "bound": bound, "sense": sense,
+                   "ratio": None, "low": None, "high": None, "met": None}
+            if what == "insn":
+                a, b = v["insn_per_io"] or 0, o["insn_per_io"] or 0
+                if a > 0 and b > 0:
+                    row["ratio"] = a / b
+                    va = [x for x in v["insn_per_io_reps"] if x > 0]
+                    vb = [x for x in o["insn_per_io_reps"] if x > 0]
+                    if va and vb:
+                        row["low"], row["high"] = min(va) / max(vb), max(va) / min(vb)
+            elif v["iops"] and o["iops"]:
+                row["ratio"] = v["iops"] / o["iops"]
+            if row["ratio"] is not None:
+                row["met"] = row["ratio"] <= bound if sense == "<=" else row["ratio"] >= bound
+            out.append(row)
+    return out
+
+
+def target_table(rows):
+    lines = ["targets (vhost-blk / other; insn: range over the repetitions' estimates):"]
+    for t in rows:
+        rng = ""
+        if t["low"] is not None:
+            rng = " [%.2f..%.2f]" % (t["low"], t["high"])
+        verdict = {True: "met", False: "missed", None: "no figure"}[t["met"]]
+        lines.append("  %s %-6s q%d %-14s %-4s vs %-10s %s %.1fx: %s%s  %s" % (
+            t["target"], t["device"], t["queues"], t["workload"], t["metric"], t["vs"],
+            t["sense"], t["bound"], fmt(t["ratio"], "%.2fx"), rng, verdict))
+    return "\n".join(lines)
+
+
 def ratio_table(rows):
     lines = ["vhost-blk-pci relative to the others (insn/IO ratio; IOPS ratio):",
              "%-6s %-14s %2s %17s %17s %17s" % ("device", "workload", "q",
@@ -612,6 +666,25 @@ def selftest():
     iv = intervals(labels, marks)
     assert iv["idle x"] == (300, 2.5, 1) and iv["run y"] == (400, 3.0, 3), iv
     assert labels[0] == "idle x begin", labels
+    # The targets: P1 against the iothread and vhost-user, met or not,
+    # with the range of the repetitions' ratios.
+    cell = lambda be, wl, ipi, reps, iops: {
+        "backend": be, "device": "brd", "workload": wl, "queues": 1,
+        "insn_per_io": ipi, "insn_per_io_reps": reps, "iops": iops}
+    tg = targets([cell("vhost-blk", "randread-qd1", 40000.0, [38000.0, 40000.0, 44000.0], 500.0),
+                  cell("iothread", "randread-qd1", 80000.0, [76000.0, 80000.0], 100.0),
+                  cell("vhost-user", "randread-qd1", 45000.0, [45000.0], 400.0),
+                  cell("vhost-blk", "seqread-128k", 1.0, [1.0], 1.0),
+                  cell("vhost-user", "seqread-128k", 9.0, [9.0], 1.0)])
+    got = {(t["target"], t["vs"], t["metric"]): t for t in tg}
+    assert len(tg) == 3, tg
+    p1i = got[("P1", "iothread", "insn")]
+    assert p1i["met"] and p1i["ratio"] == 0.5 and p1i["low"] == 0.475, p1i
+    assert abs(p1i["high"] - 44000.0 / 76000.0) < 1e-12, p1i
+    p1u = got[("P1", "vhost-user", "insn")]
+    assert p1u["met"] is False and abs(p1u["ratio"] - 40000.0 / 45000.0) < 1e-12, p1u
+    assert got[("P2", "iothread", "iops")]["met"] and got[("P2", "iothread", "iops")]["ratio"] == 5.0
+    assert "missed" in target_table(tg) and "met" in target_table(tg)
     print("analyze: selftest ok")
 
 
@@ -647,7 +720,9 @@ def main():
                     n += v["ios"]
         r["_long_ios"] = n
     rat = ratios(results)
-    txt = table(results, idle, bb_total, vb_exit) + "\n\n" + ratio_table(rat)
+    tg = targets(results)
+    txt = (table(results, idle, bb_total, vb_exit) + "\n\n" + ratio_table(rat) +
+           "\n\n" + target_table(tg))
     print(txt)
     with open(os.path.join(args.out, "table.txt"), "w") as f:
         f.write(txt + "\n")
@@ -663,7 +738,7 @@ def main():
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(clean, f, indent=1)
     with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump({"ratios": rat, "idle_insn_per_s": idle,
+        json.dump({"ratios": rat, "targets": tg, "idle_insn_per_s": idle,
                    "whole_run_insns": {"bb": bb_total, "vbcount": vb_exit},
                    "backends": BACKEND_DESC}, f, indent=1)
     write_plots(results, args.out)

@@ -78,10 +78,13 @@ stage "building QEMU with vhost-blk-pci and the L2 guest (cached; ~10 min the fi
 QB=$("$REPO/scripts/qemu-build.sh")
 QSRC=$("$REPO/scripts/qemu-build.sh" --src)
 GENV=$("$REPO/scripts/guest-build.sh")
-{ echo "QEMU=$QB/qemu-system-x86_64"; echo "$GENV"; } >"$CACHE/l2.env.tmp"
+# The paths for L1 (scripts/bench/l1.sh reads the copy in its output dir:
+# the cache's l2.env may be rewritten by other runs while L1 boots).
+L2ENV=$(printf 'QEMU=%s\nQSD=%s\n%s\n' "$QB/qemu-system-x86_64" "$QB/qemu-storage-daemon" "$GENV")
+echo "$L2ENV" >"$CACHE/l2.env.tmp"
 mv "$CACHE/l2.env.tmp" "$CACHE/l2.env"
 
-stage "building the test bed's QEMU for L1, the plugins, vbmark and qemu-storage-daemon (cached)"
+stage "building the test bed's QEMU for L1, the plugins and vbmark (cached)"
 # L1 runs on the test bed's QEMU (Documentation/testing.rst): the same
 # pinned source, so the plugins are built against its qemu-plugin.h.
 L1Q=$("$REPO/scripts/qemu-build.sh" --testbed)
@@ -98,13 +101,6 @@ if [ ! -e "$TOOLS/.done" ]; then
 	gcc -Os -Wall -Werror -nostdlib -static -s -Wl,-N -Wl,--build-id=none \
 		-Wl,--no-warn-rwx-segments -fno-asynchronous-unwind-tables \
 		-o "$TOOLS/vbmark" "$REPO/scripts/bench/vbmark.c"
-	if [ ! -x "$QB/storage-daemon/qemu-storage-daemon" ]; then
-		vb_log "building qemu-storage-daemon (ninja, the QEMU build is configured with tools)"
-		(flock 9; nice -n 10 ninja -C "$QB" -j"${VHOST_BLK_JOBS:-2}" storage-daemon/qemu-storage-daemon \
-			>"$TOOLS/qsd-build.log" 2>&1) 9>"$CACHE/qemu/.lock" ||
-			{ tail -20 "$TOOLS/qsd-build.log"; vb_die "qemu-storage-daemon build failed"; }
-	fi
-	cp "$QB/storage-daemon/qemu-storage-daemon" "$TOOLS/"
 	touch "$TOOLS/.done"
 fi
 
@@ -112,6 +108,7 @@ mkdir -p "$out"
 raw=$out/raw base=$out/raw-uncounted
 rm -rf "$raw" "$base"
 mkdir -p "$raw"
+echo "$L2ENV" >"$raw/l2.env"
 # One TCG thread per L1 vCPU: with one thread for all of them (vm-run.sh's
 # default) a vCPU that does not halt keeps the others off the host CPU
 # for TCG's 100 ms round-robin period, and the nested guest's I/O, which
@@ -142,6 +139,7 @@ set +e
 if [ "$baseline" = 1 ]; then
 	stage "booting L1 ($line) without plugins: the uncounted IOPS of every cell"
 	mkdir -p "$base"
+	echo "$L2ENV" >"$base/l2.env"
 	run_l1 "$base" "" || vb_warn "the uncounted L1 run exited with $? (its cells are not gated)"
 else
 	stage "no uncounted baseline (--no-baseline): cells are not checked for perturbation"

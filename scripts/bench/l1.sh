@@ -31,7 +31,7 @@
 #   VHOST_BLK_BENCH_SECONDS    short run length S, default 3
 #   VHOST_BLK_BENCH_REPS       repetitions, default 3
 #   VHOST_BLK_BENCH_IDLE       idle interval seconds, default S
-#   VHOST_BLK_BENCH_TOOLS      dir with vbmark (and qemu-storage-daemon)
+#   VHOST_BLK_BENCH_TOOLS      dir with vbmark
 #   VHOST_BLK_BENCH_L2_ENGINE  fio engine in L2 (default libaio)
 #   VHOST_BLK_BENCH_FIO_EXTRA  more fio options for every run (default none)
 #   VHOST_BLK_BENCH_POLL       1: keep the spin-waits of production, KVM's
@@ -65,15 +65,19 @@ mark() {
 }
 
 : >"$MARKS"
-# One guest kernel, initramfs and QEMU for every session, even if the
-# cache's l2.env is rewritten meanwhile (scripts/guest/l2.sh reads it).
-if [ -z "${GUEST_KERNEL:-}" ] && [ -r "$VHOST_BLK_CACHE/l2.env" ]; then
+# One guest kernel, initramfs, QEMU and storage daemon for every session:
+# the paths bench.sh wrote into the output dir (else the cache's l2.env,
+# which other runs may rewrite; scripts/guest/l2.sh would read it).
+L2ENV=$OUT/l2.env
+[ -r "$L2ENV" ] || L2ENV=$VHOST_BLK_CACHE/l2.env
+if [ -z "${GUEST_KERNEL:-}" ] && [ -r "$L2ENV" ]; then
 	set -a
-	# shellcheck disable=SC1091 # written by bench.sh
-	. "$VHOST_BLK_CACHE/l2.env"
+	# shellcheck disable=SC1090 # written by bench.sh
+	. "$L2ENV"
 	set +a
 fi
-echo "${QEMU:-} ${GUEST_KERNEL:-} ${GUEST_INITRD:-}" >"$OUT/l2-guest"
+QSD=${QSD:-}
+echo "${QEMU:-} ${GUEST_KERNEL:-} ${GUEST_INITRD:-} $QSD" >"$OUT/l2-guest"
 # The L2 guest under KVM (scripts/guest/l2.sh's knob; it falls back to
 # TCG only when told so or when /dev/kvm does not work).
 export VHOST_BLK_L2_ACCEL=${VHOST_BLK_L2_ACCEL:-kvm}
@@ -233,6 +237,30 @@ EOF
 	done
 }
 
+# The vhost-user-blk back end: qemu-storage-daemon (from the same pinned
+# QEMU build) exports DEV at PATH with Q queues on /tmp/vub.sock, its
+# requests in its main loop (no iothread: no polling) with io_uring on
+# O_DIRECT like the iothread back end.  Sets QSD_PID; fails if the
+# daemon exits or its socket does not appear within 30 s.
+start_qsd() {
+	local dev=$1 path=$2 q=$3
+	rm -f /tmp/vub.sock
+	[ -x "$QSD" ] || { echo "no qemu-storage-daemon ('$QSD')" >"$OUT/qsd-$dev-q$q.log"; return 1; }
+	"$QSD" \
+		--blockdev "driver=$(dev_driver "$dev"),node-name=d0,filename=$path,cache.direct=on,aio=io_uring" \
+		--export "type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path=/tmp/vub.sock,writable=on,num-queues=$q" \
+		>"$OUT/qsd-$dev-q$q.log" 2>&1 &
+	QSD_PID=$!
+	for _ in $(seq 300); do
+		[ -S /tmp/vub.sock ] && return 0
+		kill -0 "$QSD_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill "$QSD_PID" 2>/dev/null
+	wait "$QSD_PID" 2>/dev/null
+	return 1
+}
+
 run_l2() {
 	local be=$1 dev=$2 q=$3 path tag log steps qsd=
 	path=$(dev_path "$dev")
@@ -242,13 +270,13 @@ run_l2() {
 	L2MEM=$((256 + 64 * q))
 	l2_steps "$tag" "$q" >"$steps"
 	if [ "$be" = vhost-user ]; then
-		rm -f /tmp/vub.sock
-		"$TOOLS/qemu-storage-daemon" \
-			--blockdev "driver=$(dev_driver "$dev"),node-name=d0,filename=$path,cache.direct=on,aio=io_uring" \
-			--export "type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path=/tmp/vub.sock,writable=on,num-queues=$q" \
-			>"$OUT/qsd-$dev-q$q.log" 2>&1 &
-		qsd=$!
-		for _ in $(seq 100); do [ -S /tmp/vub.sock ] && break; sleep 0.1; done
+		start_qsd "$dev" "$path" "$q" || {
+			say "L2 session $be/$dev/q$q not run: qemu-storage-daemon did not start"
+			sed 's/^/  qsd: /' "$OUT/qsd-$dev-q$q.log"
+			fail=1
+			return
+		}
+		qsd=$QSD_PID
 	fi
 	say "L2 on $be ($dev, $q queue(s)): $(echo "$WORKLOADS" | wc -w) workloads x $REPS x (${SECS}+$((SECS * 3)))s"
 	# shellcheck disable=SC2046 # word lists
