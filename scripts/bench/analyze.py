@@ -176,6 +176,20 @@ def intervals(labels, marks):
     return iv
 
 
+def l1_clock_ratio(labels, marks):
+    """Seconds of L1's clock per second of the host's between the first
+    and the last marker L1 itself labelled ("start", "sync ...", "stop"):
+    1 unless L1's kernel got its TSC frequency wrong."""
+    pts = []
+    for lab, (ns, _) in zip(labels, marks):
+        name, t = guest_time(lab)
+        if t is not None and (name in ("start", "stop") or name.startswith("sync ")):
+            pts.append((t, ns))
+    if len(pts) < 2 or pts[-1][1] <= pts[0][1]:
+        return None
+    return (pts[-1][0] - pts[0][0]) / ((pts[-1][1] - pts[0][1]) / 1e9)
+
+
 def fit_cell(runs, b):
     """runs: {(r, s): (I, T, N, fio)}; b idle rate.  Returns per-rep c."""
     reps = sorted({r for r, _ in runs})
@@ -226,6 +240,7 @@ def analyze(raw):
               "(later cells are dropped if misaligned)" % (len(labels), len(marks), n),
               file=sys.stderr)
         labels, marks = labels[:n], marks[:n]
+    clock = l1_clock_ratio(labels, marks)
     iv = intervals(labels, marks)
     fio = load_fio(raw)
     idle, idle_sum = {}, {}
@@ -278,7 +293,7 @@ def analyze(raw):
         m = re.search(r"qd(\d+)", wl)
         res["qd"] = int(m.group(1)) if m else None
         results.append(res)
-    return results, idle, bb_total, vb_exit, prof
+    return results, idle, bb_total, vb_exit, prof, clock
 
 
 def gate(results, base, max_slowdown):
@@ -685,6 +700,11 @@ def selftest():
     assert p1u["met"] is False and abs(p1u["ratio"] - 40000.0 / 45000.0) < 1e-12, p1u
     assert got[("P2", "iothread", "iops")]["met"] and got[("P2", "iothread", "iops")]["ratio"] == 5.0
     assert "missed" in target_table(tg) and "met" in target_table(tg)
+    # L1's clock against the host's, from the markers L1 labelled.
+    labs = ["start @100.0", "idle x begin @5.0", "sync a @110.0", "stop @130.0"]
+    assert l1_clock_ratio(labs, [(0, 0), (1, 0), (10 * 10**9, 0), (30 * 10**9, 0)]) == 1.0
+    assert l1_clock_ratio(labs, [(0, 0), (1, 0), (10**9, 0), (3 * 10**9, 0)]) == 10.0
+    assert l1_clock_ratio(labs[:2], [(0, 0), (1, 0)]) is None
     print("analyze: selftest ok")
 
 
@@ -700,7 +720,7 @@ def main():
     if args.selftest:
         selftest()
         return 0
-    results, idle, bb_total, vb_exit, prof = analyze(args.raw)
+    results, idle, bb_total, vb_exit, prof, clock = analyze(args.raw)
     if args.baseline:
         gate(results, baseline_iops(args.baseline), args.max_slowdown)
     os.makedirs(args.out, exist_ok=True)
@@ -723,6 +743,10 @@ def main():
     tg = targets(results)
     txt = (table(results, idle, bb_total, vb_exit) + "\n\n" + ratio_table(rat) +
            "\n\n" + target_table(tg))
+    if clock is not None:
+        txt += "\n\nL1 clock: %.3f s per host second%s" % (clock, "" if abs(clock - 1) < 0.2 else
+            " -- WRONG: L1's TSC frequency was miscalibrated; time-based runs and "
+            "the idle rates are off (scripts/bench/bench.sh, VHOST_BLK_BENCH_TSC_KHZ)")
     print(txt)
     with open(os.path.join(args.out, "table.txt"), "w") as f:
         f.write(txt + "\n")
@@ -738,7 +762,8 @@ def main():
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(clean, f, indent=1)
     with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump({"ratios": rat, "targets": tg, "idle_insn_per_s": idle,
+        json.dump({"ratios": rat, "targets": tg, "l1_clock_per_host_s": clock,
+                   "idle_insn_per_s": idle,
                    "whole_run_insns": {"bb": bb_total, "vbcount": vb_exit},
                    "backends": BACKEND_DESC}, f, indent=1)
     write_plots(results, args.out)
