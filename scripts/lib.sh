@@ -17,6 +17,8 @@
 #   vb_lock FILE                        take an exclusive lock for this shell
 #   vb_run_suite NAME CMD...            run a TAP suite, add a failure if it
 #                                       crashed or ran fewer cases than planned
+#   vb_suite_tag FILE WORD              a suite's "# make-check:" header word
+#   vb_suite_on_line FILE LINE          false if the header leaves LINE out
 #   vb_kfence LINE                      true if LINE's VMs boot with KFENCE
 #   vb_kernel_errors FILE...            the lines of kernel logs that fail a run
 #   VB_L2_ENV                           where the L2 guest's paths are recorded
@@ -177,6 +179,37 @@ vb_run_suite()
 		echo "not ok - $name: exited with status $rc without reporting a failure"
 	fi
 	return "$rc"
+}
+
+# A suite may tell make check how to schedule it in one header line among
+# its first 30 lines, "# make-check: WORD...", with the words
+#	own-vm		(VM suite) run in a VM of its own, beside the line's VM
+#	lines=A,B	(VM suite) only on these kernel lines
+#	background	(host suite) start it before the prepare stage; it needs
+#			nothing that stage builds
+# vb_suite_tag FILE WORD - print WORD's value ("lines=6.1" prints 6.1, a
+# word without "=" prints itself); false when the header lacks WORD.
+vb_suite_tag()
+{
+	local w words=()
+
+	read -ra words < <(sed -n '1,30s/^# make-check:\(.*\)/\1/p' "$1") || true
+	for w in "${words[@]}"; do
+		case "$w" in
+		"$2") echo "$w"; return 0 ;;
+		"$2"=*) echo "${w#*=}"; return 0 ;;
+		esac
+	done
+	return 1
+}
+
+# vb_suite_on_line FILE LINE - false if FILE's header says lines= without LINE.
+vb_suite_on_line()
+{
+	local l
+
+	l=$(vb_suite_tag "$1" lines) || return 0
+	[[ ",$l," == *",$2,"* ]]
 }
 
 # vb_selftest_bin NAME - print the path of NAME (vhost_blk_test, vblk_stress,

@@ -55,6 +55,79 @@ if [ "$(vb_tap_count "$t/tap")" = "2 1 1" ]; then
 else
 	notok "harness: TAP counting gives '$(vb_tap_count "$t/tap")', want '2 1 1'"
 fi
+# make check on a tests tree of its own (scripts/check.sh's header): the
+# plan (--plan: nothing runs), then a real run of the host stages (no VM
+# suite, so no line is built and no VM boots).
+mkdir -p "$t/run/prepare.d" "$t/run/host"
+cat >"$t/run/prepare.d/10-wait.sh" <<WAIT
+# The background suite must be running while the prepare stage is.
+for i in \$(seq 100); do
+	[ -e "$t/bg-started" ] && { echo "ok 1 - prepare ran beside the background suite"; exit 0; }
+	sleep 0.1
+done
+echo "not ok 1 - prepare ran beside the background suite"
+WAIT
+echo 'echo "ok 1 - first"' >"$t/run/host/10-first.sh"
+printf '%s\n' "# make-check: background" "touch '$t/bg-started'" "sleep 1" \
+	'echo "ok 1 - background"' 'echo "1..1"' >"$t/run/host/20-bg.sh"
+echo 'echo "ok 1 - foreground"' >"$t/run/host/30-fg.sh"
+cp -r "$t/run" "$t/plan"
+mkdir -p "$t/plan/vm"
+echo 'echo "ok 1 - x"' >"$t/plan/vm/10-x.sh"
+printf '# make-check: own-vm\n' >"$t/plan/vm/20-y.sh"
+printf '#\n# make-check: own-vm lines=6.1\n' >"$t/plan/vm/30-z.sh"
+printf '# make-check: lines=6.12\n' >"$t/plan/vm/40-w.sh"
+# check [VAR=VALUE...] - scripts/check.sh "${CHECK_ARGS[@]}" on a tree of
+# $t, with an empty cache and offline: a kernel it tried to fetch would fail.
+check() {
+	env -u VHOST_BLK_SUITES -u VHOST_BLK_VM_JOBS -u VHOST_BLK_VM_MEM VHOST_BLK_NO_DEPS=1 \
+		VHOST_BLK_LINES="6.1 6.12" VHOST_BLK_LOGDIR="$t/logs" VHOST_BLK_OFFLINE=1 \
+		VHOST_BLK_CACHE="$t/cache" "$@" \
+		timeout 120 "$VB_REPO/scripts/check.sh" "${CHECK_ARGS[@]}" 2>"$t/check.err"
+}
+CHECK_ARGS=(--plan)
+plan=$(check VHOST_BLK_TESTS_DIR="$t/plan" VHOST_BLK_VM_MEM=1)
+want="host 10-first
+host 20-bg background
+host 30-fg
+vm 6.1 (line 6.1): 10-x
+vm 6.1-20-y (line 6.1): 20-y
+vm 6.1-30-z (line 6.1): 30-z
+vm 6.12 (line 6.12): 10-x 40-w
+vm 6.12-20-y (line 6.12): 20-y
+VMs at once: 5"
+plan1=$(check VHOST_BLK_TESTS_DIR="$t/plan" VHOST_BLK_SUITES='[34]0-[wz]*' VHOST_BLK_VM_MEM=999999999)
+want1="vm 6.1-30-z (line 6.1): 30-z
+vm 6.12 (line 6.12): 40-w
+VMs at once: 1"
+what="make check's VMs: one per line, one more per own-vm suite, lines= honoured, all at once when memory allows"
+if [ "$plan" = "$want" ] && [ "$plan1" = "$want1" ]; then
+	ok "harness: $what"
+else
+	notok "harness: $what"
+	printf 'got:\n%s\n%s\nwant:\n%s\n%s\n' "$plan" "$plan1" "$want" "$want1" | sed 's/^/# /'
+	tail -n 5 "$t/check.err" | sed 's/^/# stderr: /'
+fi
+CHECK_ARGS=()
+rm -f "$t/bg-started"
+out=$(check VHOST_BLK_TESTS_DIR="$t/run" | grep -E '^(ok|not ok|# (prepare|host suite)|[0-9]+ passed)')
+want="# prepare 10-wait
+ok 1 - prepare ran beside the background suite
+# host suite 10-first
+ok 1 - first
+# host suite 20-bg
+ok 1 - background
+# host suite 30-fg
+ok 1 - foreground
+4 passed, 0 failed, 0 skipped"
+what="a background host suite runs beside the prepare stage; its output in its place"
+if [ "$out" = "$want" ]; then
+	ok "harness: $what"
+else
+	notok "harness: $what"
+	printf 'got:\n%s\n' "$out" | sed 's/^/# /'
+	tail -n 5 "$t/check.err" | sed 's/^/# stderr: /'
+fi
 # scripts/guest/qmp.py, the L2 suites' QMP client, against a QEMU without
 # a machine: a return value, a failed command's QMPError with QEMU's
 # description (and the command-line form's exit status), an event that

@@ -4,6 +4,9 @@
 # 65-dkms.sh - the Debian packages of "make deb" and the commands of
 # Documentation/admin-guide.rst, in the 6.1 VM (VM suite, TAP; on other
 # lines it reports a skip plan).
+# make-check: own-vm lines=6.1
+# (its 6 minutes run in a VM of their own, beside the lines' VMs: it needs
+# nothing an earlier suite leaves behind, and it leaves vhost_blk loaded.)
 #
 # In an overlay root (scripts/pkg/vmroot.sh) that looks like a Debian
 # system with two kernels' headers (/lib/modules/<abi>/build links to the
