@@ -127,7 +127,9 @@ setup_nullb() {
 	[ -b /dev/nullb0 ] && return 0
 	mkdir -p "$d" || return 1
 	echo 1024 >"$d/size"
-	echo 4096 >"$d/blocksize"
+	# 512-byte sectors like brd: every back end presents the same
+	# logical block size (vhost-blk-pci refuses one below the device's).
+	echo 512 >"$d/blocksize"
 	echo 1 >"$d/irqmode"
 	echo 0 >"$d/memory_backed"
 	echo 2 >"$d/queue_mode"
