@@ -746,7 +746,7 @@ def main():
     if clock is not None:
         txt += "\n\nL1 clock: %.3f s per host second%s" % (clock, "" if abs(clock - 1) < 0.2 else
             " -- WRONG: L1's TSC frequency was miscalibrated; time-based runs and "
-            "the idle rates are off (scripts/bench/bench.sh, VHOST_BLK_BENCH_TSC_KHZ)")
+            "the idle rates are off (scripts/vm-run.sh, VHOST_BLK_TSC_KHZ)")
     print(txt)
     with open(os.path.join(args.out, "table.txt"), "w") as f:
         f.write(txt + "\n")

@@ -122,17 +122,8 @@ else
 fi
 [ "$profile" = 1 ] && vbopts="$vbopts,profile=on"
 plugins="$TOOLS/vbcount.so$vbopts $TOOLS/libbb.so$bbopts"
-# L1's TSC frequency.  TCG's TSC counts at the host's rate, but L1's kernel
-# calibrates it at boot, and on a loaded host 6.1 once took the PIT's
-# value ("PIT calibration deviates from HPET": 287 MHz for 2596): L1's
-# clock, and the nested guest's, then ran 9x fast, fio's time-based runs
-# were a ninth as long and every L2 session hit its timeout.  So L1 is
-# told the host's frequency (VHOST_BLK_BENCH_TSC_KHZ, default the host's
-# "cpu MHz"; "off": calibrate); analyze.py checks L1's clock against the
-# host's.
-tsc_khz=${VHOST_BLK_BENCH_TSC_KHZ:-$(awk -F: '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)}
-l1_append=()
-[ -z "$tsc_khz" ] || [ "$tsc_khz" = off ] || l1_append=(--append "tsc_early_khz=$tsc_khz")
+# L1's TSC frequency: scripts/vm-run.sh gives every TCG L1 the host's
+# (VHOST_BLK_TSC_KHZ); analyze.py checks L1's clock against the host's.
 # One L1 run of the matrix: $1 output dir, $2 plugins ("" for none).
 # VHOST_BLK_BENCH_L1_ARGS: more L1 QEMU options (e.g. -icount).
 run_l1() {
@@ -144,7 +135,7 @@ run_l1() {
 	[ -z "$2" ] || a="$a -d plugin -D $1/plugin.log"
 	VHOST_BLK_QEMU_ARGS=$a VHOST_BLK_ACCEL=tcg VHOST_BLK_BENCH_TOOLS=$TOOLS \
 		"$REPO/scripts/vm-run.sh" "$line" --no-kfence --timeout "${VHOST_BLK_BENCH_TIMEOUT:-14400}" \
-		"${l1_append[@]}" --log "$1/console.log" --out "$1" -- "$REPO/scripts/bench/l1.sh"
+		--log "$1/console.log" --out "$1" -- "$REPO/scripts/bench/l1.sh"
 }
 set +e
 if [ "$baseline" = 1 ]; then
