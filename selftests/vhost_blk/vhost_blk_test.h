@@ -752,11 +752,15 @@ struct serial_toggler {
 static void *serial_toggle(void *arg)
 {
 	struct serial_toggler *t = arg;
+	unsigned int seed = 1;
 
 	while (!t->stop) {
 		vblk_set_serial(t->d, t->flips & 1 ? "BBBBBBBBBBBBBBBBBBBB" :
 				"AAAAAAAAAAAAAAAAAAAA", 20);
 		t->flips++;
+		/* A pause of random length: no phase lock with the worker. */
+		for (volatile int i = rand_r(&seed) % 2048; i > 0; i--)
+			;
 	}
 	return NULL;
 }
