@@ -2763,4 +2763,213 @@ TEST_F_TIMEOUT(file, file_flush_is_fsync, 90)
 		TH_LOG("FLUSH completed, the data is not on the device");
 }
 
+/* =================================================================== */
+/* vhost workers (6.5+: VHOST_NEW_WORKER, ATTACH_VRING_WORKER, ...)      */
+/* =================================================================== */
+
+/*
+ * A new worker gets an id of its own and a thread (vhost-<pid>); an
+ * unattached worker can be freed, once; the default worker stays.
+ */
+TEST_F_TIMEOUT(brd, worker_new_and_free, 90)
+{
+	unsigned int def, w1, w2;
+
+	WORKERS_OR_ENOTTY(&self->c);
+	def = vring_worker(_metadata, &self->c, 0);
+	EXPECT_EQ(1, worker_count(1, 0)) TH_LOG("the device's own worker");
+	w1 = new_worker(_metadata, &self->c);
+	w2 = new_worker(_metadata, &self->c);
+	EXPECT_NE(def, w1);
+	EXPECT_NE(def, w2);
+	EXPECT_NE(w1, w2);
+	EXPECT_EQ(3, worker_count(3, 0));
+	EXPECT_EQ(0, free_worker(&self->c, w1));
+	EXPECT_EQ(2, worker_count(2, 5000)) TH_LOG("thread of worker %u", w1);
+	EXPECT_EQ(ENODEV, free_worker(&self->c, w1)) TH_LOG("freed twice");
+	EXPECT_EQ(ENODEV, attach_worker(&self->c, 0, w1));
+	EXPECT_EQ(0, free_worker(&self->c, w2));
+	EXPECT_EQ(1, worker_count(1, 5000));
+	EXPECT_EQ(def, vring_worker(_metadata, &self->c, 0));
+	dev_write(_metadata, self->vq, 100, 4096, 7, NULL);
+	dev_check(_metadata, self->vq, 100, 4096, 7, NULL, "default worker");
+}
+
+/*
+ * A worker still attached to a vring cannot be freed (the core's EBUSY):
+ * neither a new one on queue 0 nor the device's own, which SET_OWNER
+ * attached to all of the device's VHOST_BLK_MAX_VQS vrings.  Queue 0
+ * serves I/O on the new worker; moved back to the device's worker, the
+ * new one can be freed and the queue goes on.
+ */
+TEST_F_TIMEOUT(brd, worker_free_attached, 90)
+{
+	uint64_t seed = new_seed();
+	unsigned int def, w;
+
+	WORKERS_OR_ENOTTY(&self->c);
+	def = vring_worker(_metadata, &self->c, 0);
+	w = new_worker(_metadata, &self->c);
+	ASSERT_EQ(0, attach_worker(&self->c, 0, w));
+	EXPECT_EQ(w, vring_worker(_metadata, &self->c, 0));
+	EXPECT_EQ(EBUSY, free_worker(&self->c, w));
+	EXPECT_EQ(EBUSY, free_worker(&self->c, def));
+	dev_write(_metadata, self->vq, 300, 8192, seed, NULL);
+	bdev_check(_metadata, self->c.path, 300, 8192, seed, "new worker");
+	ASSERT_EQ(0, attach_worker(&self->c, 0, def));
+	EXPECT_EQ(def, vring_worker(_metadata, &self->c, 0));
+	EXPECT_EQ(0, free_worker(&self->c, w));
+	EXPECT_EQ(1, worker_count(1, 5000));
+	dev_check(_metadata, self->vq, 300, 8192, seed, NULL, "back on its worker");
+}
+
+#define WQ_QUEUES	4
+#define WQ_REQS		16
+
+/*
+ * Four queues, each but the first with a worker of its own: every vring
+ * reports its worker, the process has four worker threads, and I/O on
+ * one queue runs one thread, a different one for each queue (the time
+ * each thread ran); then I/O on all queues at once completes with the
+ * right data.
+ */
+TEST_F_TIMEOUT(brd, worker_per_queue, 120)
+{
+	long long before[MAX_WORKER_THREADS], after[MAX_WORKER_THREADS];
+	pid_t tid[MAX_WORKER_THREADS], tid2[MAX_WORKER_THREADS];
+	pid_t busiest[WQ_QUEUES];
+	unsigned int id[WQ_QUEUES];
+	uint64_t seed = new_seed();
+	struct vblk_req r[WQ_QUEUES * WQ_REQS];
+	void *buf[WQ_QUEUES * WQ_REQS];
+	const size_t len = 4096;
+	int n;
+
+	WORKERS_OR_ENOTTY(&self->c);
+	ctx_reopen_queues(_metadata, &self->c, WQ_QUEUES);
+	id[0] = vring_worker(_metadata, &self->c, 0);
+	for (int q = 1; q < WQ_QUEUES; q++) {
+		id[q] = new_worker(_metadata, &self->c);
+		ASSERT_EQ(0, attach_worker(&self->c, q, id[q])) TH_LOG("vq %d", q);
+	}
+	for (int q = 0; q < WQ_QUEUES; q++) {
+		EXPECT_EQ(id[q], vring_worker(_metadata, &self->c, q));
+		for (int p = 0; p < q; p++) {
+			EXPECT_NE(id[p], id[q]) TH_LOG("vq %d and %d", p, q);
+		}
+	}
+	n = worker_threads(tid, before);
+	ASSERT_EQ(WQ_QUEUES, n);
+
+	/* one queue at a time: which thread serves it? */
+	for (int q = 0; q < WQ_QUEUES; q++) {
+		long long most = 0, rest = 0;
+
+		ASSERT_EQ(n, worker_threads(tid, before));
+		for (int i = 0; i < WQ_REQS; i++)
+			dev_write(_metadata, &self->c.d.vq[q], q * 1000 + i * 8,
+				  len, seed, NULL);
+		ASSERT_EQ(n, worker_threads(tid2, after));
+		busiest[q] = 0;
+		for (int t = 0; t < n; t++) {
+			long long d = after[t] - before[t];
+
+			ASSERT_EQ(tid[t], tid2[t]);
+			if (d > most) {
+				rest += most;
+				most = d;
+				busiest[q] = tid[t];
+			} else {
+				rest += d;
+			}
+		}
+		TH_LOG("vq %d: thread %d ran %lld us, the others %lld us",
+		       q, busiest[q], most / 1000, rest / 1000);
+		EXPECT_LT(0, most) TH_LOG("vq %d: no worker ran", q);
+		EXPECT_GE(most / 4, rest) TH_LOG("vq %d: other workers ran", q);
+		for (int p = 0; p < q; p++) {
+			EXPECT_NE(busiest[p], busiest[q])
+				TH_LOG("vq %d and %d served by one thread", p, q);
+		}
+	}
+
+	/* all queues busy at once, then each reads another queue's data */
+	for (int k = 0; k < WQ_QUEUES * WQ_REQS; k++) {
+		uint64_t sec = 50000 + k * (len / 512);
+
+		buf[k] = malloc(len);
+		ASSERT_NE(NULL, buf[k]);
+		vblk_pattern_fill(buf[k], len, sec, seed);
+		vblk_req_init(&r[k], VIRTIO_BLK_T_OUT, sec);
+		r[k].out = buf[k];
+		r[k].out_len = len;
+		ASSERT_EQ(0, vblk_submit(&self->c.d.vq[k % WQ_QUEUES], &r[k]));
+	}
+	kick_wait_queues(_metadata, &self->c.d, WQ_QUEUES);
+	for (int k = 0; k < WQ_QUEUES * WQ_REQS; k++) {
+		EXPECT_EQ(VIRTIO_BLK_S_OK, r[k].status) TH_LOG("write %d", k);
+		memset(buf[k], 0, len);
+		vblk_req_init(&r[k], VIRTIO_BLK_T_IN, 50000 + k * (len / 512));
+		r[k].in = buf[k];
+		r[k].in_len = len;
+		ASSERT_EQ(0, vblk_submit(&self->c.d.vq[(k + 1) % WQ_QUEUES], &r[k]));
+	}
+	kick_wait_queues(_metadata, &self->c.d, WQ_QUEUES);
+	for (int k = 0; k < WQ_QUEUES * WQ_REQS; k++) {
+		char why[256];
+
+		EXPECT_EQ(VIRTIO_BLK_S_OK, r[k].status) TH_LOG("read %d", k);
+		EXPECT_EQ(-1, vblk_pattern_check(buf[k], len, r[k].sector, seed,
+						 why, sizeof(why)))
+			TH_LOG("read %d: %s", k, why);
+		free(buf[k]);
+	}
+	for (int q = 0; q < WQ_QUEUES; q++) {
+		EXPECT_EQ(0, self->c.d.vq[q].bad_used) TH_LOG("vq %d", q);
+	}
+	bdev_check(_metadata, self->c.path, 50000, WQ_QUEUES * WQ_REQS * len,
+		   seed, "per-queue workers");
+}
+
+/*
+ * Attaching the vring to a new worker while the backend is set and
+ * requests are in flight (held by dm-delay): the core waits for what the
+ * old worker had queued (RCU, then a flush of the old worker), not for
+ * the requests; they complete, from the new worker, with their data on
+ * the backend; neither worker can be freed (the device's still serves
+ * the other vrings).
+ */
+TEST_F_TIMEOUT(delay_direct, worker_attach_with_io_in_flight, 120)
+{
+	struct inflight *in;
+	unsigned int def, w;
+	uint64_t t0, dt;
+	int n;
+
+	WORKERS_OR_ENOTTY(&self->c);
+	def = vring_worker(_metadata, &self->c, 0);
+	w = new_worker(_metadata, &self->c);
+	in = start_inflight(_metadata, &self->c);
+	t0 = vblk_now_ms();
+	ASSERT_EQ(0, attach_worker(&self->c, 0, w));
+	dt = vblk_now_ms() - t0;
+	n = vblk_reap(self->vq);
+	TH_LOG("attach returned after %llu ms, %d of %d requests completed",
+	       (unsigned long long)dt, n, INFLIGHT_N);
+	EXPECT_EQ(w, vring_worker(_metadata, &self->c, 0));
+	ASSERT_EQ(0, vblk_wait_all(self->vq, WAIT_MS));
+	for (int i = 0; i < INFLIGHT_N; i++) {
+		EXPECT_EQ(VIRTIO_BLK_S_OK, in->r[i].status) TH_LOG("write %d", i);
+		EXPECT_EQ(1, in->r[i].used_len);
+	}
+	EXPECT_EQ(0, self->vq->bad_used);
+	inflight_landed(_metadata, self->c.path, self->under, in,
+			"completed after the attach");
+	EXPECT_EQ(EBUSY, free_worker(&self->c, def));
+	EXPECT_EQ(EBUSY, free_worker(&self->c, w));
+	dev_check(_metadata, self->vq, INFLIGHT_SEC, INFLIGHT_LEN, in->seed, NULL,
+		  "on the new worker");
+	free(in);
+}
+
 TEST_HARNESS_MAIN

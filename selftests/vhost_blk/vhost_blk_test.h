@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/sysmacros.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 
 #include "kselftest_harness.h"
@@ -1723,6 +1724,156 @@ static bool on_device(struct __test_metadata *_metadata, int fd,
 	free(b);
 	close(dfd);
 	return found;
+}
+
+/* ---- vhost workers (VHOST_NEW_WORKER and co., Linux 6.5+) ----------------- */
+
+/* The uapi of Linux 6.5, for system headers that predate it (bookworm's). */
+#ifndef VHOST_NEW_WORKER
+struct vhost_worker_state {
+	unsigned int worker_id;
+};
+
+struct vhost_vring_worker {
+	unsigned int index;
+	unsigned int worker_id;
+};
+
+#define VHOST_NEW_WORKER	_IOR(VHOST_VIRTIO, 0x8, struct vhost_worker_state)
+#define VHOST_FREE_WORKER	_IOW(VHOST_VIRTIO, 0x9, struct vhost_worker_state)
+#define VHOST_ATTACH_VRING_WORKER \
+	_IOW(VHOST_VIRTIO, 0x15, struct vhost_vring_worker)
+#define VHOST_GET_VRING_WORKER	\
+	_IOWR(VHOST_VIRTIO, 0x16, struct vhost_vring_worker)
+#endif
+
+/* Does the running kernel's vhost core have the worker ioctls (6.5+)? */
+static bool kernel_has_worker_ioctls(void)
+{
+	int major = 0, minor = 0;
+	struct utsname u;
+
+	if (uname(&u) || sscanf(u.release, "%d.%d", &major, &minor) != 2)
+		return false;
+	return major > 6 || (major == 6 && minor >= 5);
+}
+
+/*
+ * Before 6.5 the vhost core has one kthread worker per device and no
+ * worker ioctls: the module passes nothing through and each fails with
+ * ENOTTY (the core's ENOIOCTLCMD, index 0 being a valid queue).  A worker
+ * case checks that on such a kernel and ends: there is nothing more.
+ */
+#define WORKERS_OR_ENOTTY(c) do {					\
+	if (!kernel_has_worker_ioctls()) {				\
+		expect_no_worker_ioctls(_metadata, c);			\
+		return;							\
+	}								\
+} while (0)
+
+static void expect_no_worker_ioctls(struct __test_metadata *_metadata,
+				    struct ctx *c)
+{
+	struct vhost_worker_state ws = { .worker_id = 0 };
+	struct vhost_vring_worker vw = { .index = 0, .worker_id = 0 };
+
+	EXPECT_EQ(ENOTTY, raw_ioctl(c->d.fd, VHOST_NEW_WORKER, &ws));
+	EXPECT_EQ(ENOTTY, raw_ioctl(c->d.fd, VHOST_FREE_WORKER, &ws));
+	EXPECT_EQ(ENOTTY, raw_ioctl(c->d.fd, VHOST_ATTACH_VRING_WORKER, &vw));
+	EXPECT_EQ(ENOTTY, raw_ioctl(c->d.fd, VHOST_GET_VRING_WORKER, &vw));
+}
+
+static unsigned int new_worker(struct __test_metadata *_metadata, struct ctx *c)
+{
+	struct vhost_worker_state ws = { .worker_id = ~0U };
+
+	EXPECT_EQ(0, raw_ioctl(c->d.fd, VHOST_NEW_WORKER, &ws));
+	return ws.worker_id;
+}
+
+/* The worker of vring idx (VHOST_GET_VRING_WORKER), ~0U on error. */
+static unsigned int vring_worker(struct __test_metadata *_metadata,
+				 struct ctx *c, unsigned int idx)
+{
+	struct vhost_vring_worker vw = { .index = idx, .worker_id = ~0U };
+
+	EXPECT_EQ(0, raw_ioctl(c->d.fd, VHOST_GET_VRING_WORKER, &vw))
+		TH_LOG("GET_VRING_WORKER %u", idx);
+	EXPECT_EQ(idx, vw.index);
+	return vw.worker_id;
+}
+
+static int attach_worker(struct ctx *c, unsigned int idx, unsigned int id)
+{
+	struct vhost_vring_worker vw = { .index = idx, .worker_id = id };
+
+	return raw_ioctl(c->d.fd, VHOST_ATTACH_VRING_WORKER, &vw);
+}
+
+static int free_worker(struct ctx *c, unsigned int id)
+{
+	struct vhost_worker_state ws = { .worker_id = id };
+
+	return raw_ioctl(c->d.fd, VHOST_FREE_WORKER, &ws);
+}
+
+#define MAX_WORKER_THREADS	(VHOST_BLK_MAX_VQS + 2)
+
+/*
+ * The vhost workers of this process: since 6.4 threads of the owner named
+ * vhost-<pid>.  Fills tid[] and the time each has run (ns, the first
+ * field of schedstat; a worker nobody woke has not run at all); returns
+ * how many there are.  Not context switches: a worker woken again before
+ * it got to sleep serves a stream of requests without one.
+ */
+static int worker_threads(pid_t *tid, long long *run_ns)
+{
+	char want[32], comm[32], p[96], line[128];
+	struct dirent *te;
+	DIR *tasks = opendir("/proc/self/task");
+	int n = 0;
+	FILE *f;
+
+	if (!tasks)
+		return -1;
+	snprintf(want, sizeof(want), "vhost-%d\n", getpid());
+	while ((te = readdir(tasks)) && n < MAX_WORKER_THREADS) {
+		snprintf(p, sizeof(p), "/proc/self/task/%.16s/comm", te->d_name);
+		f = fopen(p, "r");
+		if (!f)
+			continue;
+		if (!fgets(comm, sizeof(comm), f) || strcmp(comm, want)) {
+			fclose(f);
+			continue;
+		}
+		fclose(f);
+		tid[n] = atoi(te->d_name);
+		run_ns[n] = -1;
+		snprintf(p, sizeof(p), "/proc/self/task/%.16s/schedstat",
+			 te->d_name);
+		f = fopen(p, "r");
+		if (f && fgets(line, sizeof(line), f))
+			sscanf(line, "%lld", &run_ns[n]);
+		if (f)
+			fclose(f);
+		n++;
+	}
+	closedir(tasks);
+	return n;
+}
+
+/* How many worker threads this process has, waiting up to ms for want. */
+static int worker_count(int want, int ms)
+{
+	pid_t tid[MAX_WORKER_THREADS];
+	long long run_ns[MAX_WORKER_THREADS];
+	uint64_t t0 = vblk_now_ms();
+	int n;
+
+	while ((n = worker_threads(tid, run_ns)) != want &&
+	       vblk_now_ms() - t0 < (uint64_t)ms)
+		usleep(10 * 1000);
+	return n;
 }
 
 #endif /* VHOST_BLK_TEST_H */
