@@ -17,7 +17,13 @@
 #        cache, 1 queue          (flush counter of its /sys/block/*/stat)
 #   vdc  /dev/ram2, readonly=on  RO flag, writes rejected, backend unchanged
 #   vdd  /dev/ram1, 4 queues     fio write+verify, one job per queue of
-#                                the two the guest uses (2 vCPUs)
+#                                the two the guest uses (2 vCPUs); on
+#                                6.5+ with worker-per-virtqueue=on: L1
+#                                counts QEMU's vhost worker threads (the
+#                                five disks' own plus three for vdd),
+#                                again after the system_reset below, and
+#                                the guest verifies vdd's two queues
+#                                again after the reboot
 #   vda  again                   fio write+verify while L1 does stop /
 #                                cont on the QMP monitor (data plane
 #                                drained and restarted under I/O; the stop
@@ -31,11 +37,12 @@
 # Then, without a guest: QEMU accepts pre-opened backendfd=/vhostfd=, and
 # fails with its message on a bad backend path, num-queues=17,
 # logical_block_size=3000 and a missing /dev/vhost-blk; QEMU's copies of
-# the module's limits equal <linux/vhost_blk.h>.
+# the module's limits equal <linux/vhost_blk.h>; worker-per-virtqueue=on
+# is accepted on 6.5+ and refused with its message before 6.5.
 set -uo pipefail
 . "$(dirname "$0")/../../scripts/guest/l2lib.sh"
 
-l2_begin e2e 32
+l2_begin e2e 36
 l2_need_disks ram0 ram1 ram2 ram3
 
 # null_blk with a volatile write cache: its stat counts flush requests.
@@ -62,6 +69,16 @@ if [ -d /sys/kernel/config/nullb ]; then
 fi
 flushes() { awk '{ print $16 }' "/sys/block/$(basename "$1")/stat"; }
 
+# The vhost worker ioctls (VHOST_NEW_WORKER, ...) exist since Linux 6.5.
+IFS=. read -r kmaj kmin _ <<<"$(uname -r)"
+if [ "$kmaj" -gt 6 ] || { [ "$kmaj" -eq 6 ] && [ "$kmin" -ge 5 ]; }; then
+	WORKERS=1
+	VDD_OPTS=,worker-per-virtqueue=on
+else
+	WORKERS=0
+	VDD_OPTS=
+fi
+
 dd if=/dev/zero of=/dev/ram0 bs=1M count=64 status=none
 dd if=/dev/zero of=/dev/ram1 bs=1M count=16 status=none
 dd if=/dev/zero of=/dev/ram3 bs=1M count=16 status=none
@@ -75,6 +92,10 @@ FIO="fio --direct=1 --ioengine=libaio --verify=crc32c --verify_fatal=1"
 if mount -t ext4 -o ro /dev/vde /mnt 2>/dev/null && [ -e /mnt/PHASE1 ]; then
 	umount /mnt
 	log "phase 2 (after the guest reboot)"
+	echo "L2-PHASE2"
+	check fio-verify-2q-after-reset $FIO --name=mq2 --filename=/dev/vdd \
+		--rw=randwrite --bs=4k --iodepth=8 --numjobs=2 --offset_increment=1M \
+		--size=512K --cpus_allowed_policy=split --cpus_allowed=0-1
 	check ext4-fsck-after-reboot e2fsck -fn /dev/vde
 	mount -t ext4 /dev/vde /mnt
 	check ext4-checksums-after-reboot sh -c 'cd /mnt && sha256sum -c SUMS'
@@ -144,10 +165,28 @@ STEPS
 caps=$(l2_caps)
 python3 -u - "$QMP" "/sys/block/$(basename "${nullb_dev:-none}")/stat" \
 	"$SERIAL" "$caps" >"$OUT/qmp.out" 2>&1 <<'PY' &
-import json, sys, time
+import json, os, sys, time
 import qmp
 sock, stat, serial, caps = sys.argv[1:5]
 EXACT_LOG = int(caps) & 1
+def workers():
+    """QEMU's threads named vhost-<its pid>: vhost workers (6.4+)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if not f.read().startswith("qemu-system"):
+                    continue
+            with open(f"/proc/{pid}/cmdline") as f:
+                if sock not in f.read():
+                    continue
+            n = 0
+            for t in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{t}/comm") as f:
+                    n += f.read().strip() == f"vhost-{pid}"
+            return n
+        except OSError:
+            continue
+    return -1
 def flushes():
     try:
         with open(stat) as f:
@@ -156,6 +195,7 @@ def flushes():
         return -1
 q = qmp.QMP(sock)
 qmp.wait_log(serial, "L2-STOPCONT-BEGIN", 1200)
+print("QMP-WORKERS", workers())
 time.sleep(15)	# fio starts slowly in the nested guest
 before = flushes()
 r = q.cmd("stop")
@@ -175,6 +215,9 @@ qmp.wait_log(serial, "L2-RESET-ME", 1200)
 time.sleep(10)	# fio starts slowly in the nested guest
 r = q.cmd("system_reset")
 print("QMP-RESET", "ok" if "return" in r else r)
+sys.stdout.flush()
+qmp.wait_log(serial, "L2-PHASE2", 1200)
+print("QMP-WORKERS-AFTER-RESET", workers())
 PY
 l2_bg $!
 
@@ -222,7 +265,7 @@ l2_run --timeout 1150 --smp 2 --reboot-ok -- \
 	-device vhost-blk-pci,backend=/dev/ram0,serial=e2e-serial-1,num-queues=1 \
 	-device "vhost-blk-pci,backend=${nullb_dev:-/dev/null},num-queues=1" \
 	-device vhost-blk-pci,backend=/dev/ram2,readonly=on,num-queues=1 \
-	-device vhost-blk-pci,backend=/dev/ram1,num-queues=4 \
+	-device "vhost-blk-pci,backend=/dev/ram1,num-queues=4$VDD_OPTS" \
 	-device vhost-blk-pci,backend=/dev/ram3,num-queues=1
 for f in $KPROBES; do
 	eval "kp_$f=\$(hits $f)"
@@ -292,7 +335,28 @@ else
 	diag <"$OUT/qmp.out"
 fi
 l2_results ext4-mkfs ext4-fsck \
-	ext4-fsck-after-reboot ext4-checksums-after-reboot
+	ext4-fsck-after-reboot ext4-checksums-after-reboot \
+	fio-verify-2q-after-reset
+# 6.5+: five disks, each with the worker of its device, plus one per
+# queue of vdd beyond the first; before 6.4 the workers are kernel
+# threads, none of them a thread of QEMU.
+want_workers=0
+[ "$WORKERS" = 1 ] && want_workers=8
+for when in "" -AFTER-RESET; do
+	got=$(sed -n "s/^QMP-WORKERS$when //p" "$OUT/qmp.out")
+	what="QEMU's vhost worker threads${when:+ after system_reset}: ${got:-none seen}, want $want_workers"
+	if [ "$WORKERS" = 1 ]; then
+		what="$what (5 devices + 3 for vdd's worker-per-virtqueue=on)"
+	else
+		what="$what (kernel threads before 6.4)"
+	fi
+	if [ "${got:--1}" = "$want_workers" ]; then
+		ok "$what"
+	else
+		notok "$what"
+		diag <"$OUT/qmp.out"
+	fi
+done
 l2_completed
 
 accel=$(sed -n 's/^l2: accel=\([a-z]*\).*/\1/p' "$OUT/l2.err" | head -n1)
@@ -362,6 +426,20 @@ if [ $rc -eq 124 ] && [[ "$err" != *vhost-blk:* ]]; then
 	ok "backendfd= and vhostfd= (pre-opened fds) accepted"
 else
 	notok "backendfd= and vhostfd= (pre-opened fds) accepted (exit $rc)"
+	echo "$err" | diag
+fi
+# worker-per-virtqueue=on: realized on 6.5+ (QEMU then waits, -S, until
+# the timeout stops it), refused with its message before.
+err=$(qemu_err timeout 20 "$QEMU" -S \
+	-device vhost-blk-pci,backend=/dev/ram0,num-queues=2,worker-per-virtqueue=on)
+rc=$?
+wmsg="vhost-blk: worker-per-virtqueue=on needs the vhost worker ioctls of Linux 6.5 or later"
+if [ "$WORKERS" = 1 ] && [ $rc -eq 124 ] && [[ "$err" != *vhost-blk:* ]]; then
+	ok "worker-per-virtqueue=on accepted on $(uname -r)"
+elif [ "$WORKERS" = 0 ] && [[ "$err" == *"$wmsg"* ]]; then
+	ok "worker-per-virtqueue=on refused on $(uname -r): clear error"
+else
+	notok "worker-per-virtqueue=on on $(uname -r) (exit $rc)"
 	echo "$err" | diag
 fi
 err=$(qemu_err "$QEMU" -device vhost-blk-pci,backend=/dev/ram0,num-queues=17)
