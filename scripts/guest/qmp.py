@@ -24,6 +24,8 @@
 #                             did (None after 60 s)
 #   fds(pid)                  the targets of a process's open descriptors,
 #                             a Counter ("/dev/vhost-blk": 1, ...)
+#   vhost_workers(pid)        how many of its threads are vhost workers
+#                             (vhost-<pid>, Linux 6.4+)
 #
 # As a command (exit 1 on a QMP error, its class and desc on stderr):
 #   qmp.py SOCKET COMMAND [JSON-ARGUMENTS]   prints the return value (JSON)
@@ -195,6 +197,16 @@ def fds(pid):
         except OSError:
             pass
     return out
+
+
+def vhost_workers(pid):
+    """How many threads of process pid are vhost workers: since Linux 6.4
+    threads of the owner named vhost-<pid> (before, kernel threads: 0)."""
+    n = 0
+    d = "/proc/%s/task" % pid
+    for t in os.listdir(d):
+        n += _read("%s/%s/comm" % (d, t)) == "vhost-%s" % pid
+    return n
 
 
 def main(argv):

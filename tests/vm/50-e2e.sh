@@ -170,7 +170,7 @@ import qmp
 sock, stat, serial, caps = sys.argv[1:5]
 EXACT_LOG = int(caps) & 1
 def workers():
-    """QEMU's threads named vhost-<its pid>: vhost workers (6.4+)."""
+    """The vhost worker threads of the QEMU on sock (6.4+), -1 if none."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/comm") as f:
@@ -179,11 +179,7 @@ def workers():
             with open(f"/proc/{pid}/cmdline") as f:
                 if sock not in f.read():
                     continue
-            n = 0
-            for t in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{t}/comm") as f:
-                    n += f.read().strip() == f"vhost-{pid}"
-            return n
+            return qmp.vhost_workers(pid)
         except OSError:
             continue
     return -1

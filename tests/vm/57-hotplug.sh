@@ -26,11 +26,20 @@
 # under it) instead of hanging, fio on vda saw no verification error;
 # then L1 plugs the same backend again and the guest reads back the
 # 1 MiB written before the unplug.  Finally the L1 kernel log got no
-# warning.
+# warning.  On 6.5+ hp1 has num-queues=2 and worker-per-virtqueue=on: L1
+# counts QEMU's vhost worker threads (vhost-<pid>) before the plug, after
+# it and after the unplug: 1, 3 (hp1's own and its second queue's), 1
+# again (the unplug ended both); before 6.4 0 each time (kernel threads).
 set -uo pipefail
 . "$(dirname "$0")/../../scripts/guest/l2lib.sh"
 
-l2_begin hotplug 16
+l2_begin hotplug 17
+# The vhost worker ioctls (worker-per-virtqueue) exist since Linux 6.5.
+IFS=. read -r kmaj kmin _ <<<"$(uname -r)"
+WORKERS=0
+if [ "$kmaj" -gt 6 ] || { [ "$kmaj" -eq 6 ] && [ "$kmin" -ge 5 ]; }; then
+	WORKERS=1
+fi
 l2_need_disks ram0 ram1
 dd if=/dev/zero of=/dev/ram0 bs=1M count=16 status=none
 dd if=/dev/zero of=/dev/ram1 bs=1M count=16 status=none
@@ -107,11 +116,15 @@ echo "L2-HP-END"
 STEPS
 
 # The L1 side, on the QMP monitor, following the guest's markers.
-python3 -u - "$QMP" "$OUT/qemu.pid" "$SERIAL" /dev/ram1 \
+python3 -u - "$QMP" "$OUT/qemu.pid" "$SERIAL" /dev/ram1 "$WORKERS" \
 	>"$OUT/qmp.out" 2>&1 <<'PY' &
 import collections, json, sys, time
 import qmp
-sock, pidfile, serial, backend = sys.argv[1:5]
+sock, pidfile, serial, backend, workers = sys.argv[1:6]
+hp1 = {"driver": "vhost-blk-pci", "id": "hp1", "bus": "rp1",
+       "backend": backend, "num-queues": 1}
+if workers == "1":
+    hp1.update({"num-queues": 2, "worker-per-virtqueue": True})
 q = qmp.QMP(sock)
 pid = qmp.pidfile(pidfile)
 print("QEMU-PID", pid)
@@ -131,9 +144,10 @@ after = fds()
 print("BAD", "error" if "error" in r else "accepted",
       "noleak" if after == base else "leaked " + show(after - base))
 print("BADMSG", r.get("error", {}).get("desc", ""))
-r = q.cmd("device_add", **{"driver": "vhost-blk-pci", "id": "hp1", "bus": "rp1",
-                       "backend": backend, "num-queues": 1})
+w_base = qmp.vhost_workers(pid)
+r = q.cmd("device_add", **hp1)
 plugged = fds()
+w_plugged = qmp.vhost_workers(pid)
 print("PLUG", "ok" if "return" in r else json.dumps(r), show(noev(plugged - base)))
 if not qmp.wait_log(serial, "L2-HP-UNPLUG", 1800):
     sys.exit(1)
@@ -155,13 +169,13 @@ print("DELETED", "yes" if deleted else "no",
       "after %.1f s; %d query-status, slowest %.2f s" % (time.time() - t0, n, worst))
 time.sleep(1)
 gone = fds()
+print("WORKERS", w_base, w_plugged, qmp.vhost_workers(pid))
 print("CLOSED", show(busy - gone))
 print("OPENED", show(gone - busy))
 print("BASE", "same" if gone == base else "differs " + show(gone - base) + " " + show(base - gone))
 if not qmp.wait_log(serial, "L2-HP-REPLUG", 1800):
     sys.exit(1)
-r = q.cmd("device_add", **{"driver": "vhost-blk-pci", "id": "hp1", "bus": "rp1",
-                       "backend": backend, "num-queues": 1})
+r = q.cmd("device_add", **hp1)
 print("REPLUG", "ok" if "return" in r else json.dumps(r))
 PY
 l2_bg $!
@@ -217,6 +231,16 @@ if [ "${others% *}" = "/dev/ram1 /dev/vhost-blk" ] && [ "$(q OPENED)" = "[]" ] &
 	ok "unplug closed the backend, one /dev/vhost-blk and ${others##* } eventfds; fds as before the plug"
 else
 	notok "unplug closed exactly the backend and one /dev/vhost-blk (closed: ${others:-?})"
+	qfail
+fi
+# vhost worker threads before the plug, plugged, after the unplug
+want="0 0 0 (kernel threads before 6.4)"
+[ "$WORKERS" = 1 ] && want="1 3 1 (hp1 with num-queues=2,worker-per-virtqueue=on)"
+got=$(q WORKERS)
+if [ -n "$got" ] && [ "$got" = "${want%% (*}" ]; then
+	ok "QEMU's vhost worker threads before plug, plugged, unplugged: $want"
+else
+	notok "QEMU's vhost worker threads before plug, plugged, unplugged: ${got:-none seen}, want $want"
 	qfail
 fi
 l2_results unplug-disk-gone fio-on-unplugged-disk-ends fio-verify-other-disk-across-unplug
