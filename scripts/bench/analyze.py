@@ -42,10 +42,11 @@ import re
 import statistics
 import sys
 
-BACKENDS = ["native", "vhost-blk", "iothread", "aio-native", "vhost-user"]
+BACKENDS = ["native", "vhost-blk", "vhost-blk-wpv", "iothread", "aio-native", "vhost-user"]
 BACKEND_DESC = {
     "native": "fio io_uring in L1 (physical limit)",
     "vhost-blk": "vhost-blk-pci",
+    "vhost-blk-wpv": "vhost-blk-pci, worker-per-virtqueue=on",
     "iothread": "virtio-blk-pci, iothread, aio=io_uring, cache=none",
     "aio-native": "virtio-blk-pci, aio=native, cache=none",
     "vhost-user": "vhost-user-blk-pci + qemu-storage-daemon",

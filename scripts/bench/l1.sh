@@ -9,6 +9,8 @@
 #
 #   native      fio (io_uring) in L1 on the device itself
 #   vhost-blk   L2 guest (KVM) on -device vhost-blk-pci
+#   vhost-blk-wpv  the same with worker-per-virtqueue=on (one vhost worker
+#               per queue; 6.5+, VHOST_BLK_BENCH_BACKENDS asks for it)
 #   iothread    L2 guest on virtio-blk-pci, iothread, aio=io_uring, cache=none
 #   aio-native  L2 guest on virtio-blk-pci, aio=native, cache=none
 #   vhost-user  L2 guest on vhost-user-blk-pci served by qemu-storage-daemon
@@ -186,6 +188,8 @@ backend_args() {
 	case $be in
 	vhost-blk)
 		echo "-device vhost-blk-pci,backend=$path,num-queues=$q" ;;
+	vhost-blk-wpv)
+		echo "-device vhost-blk-pci,backend=$path,num-queues=$q,worker-per-virtqueue=on" ;;
 	iothread)
 		echo "-object $IOTHREAD" \
 			"-blockdev node-name=d0,driver=$drv,filename=$path,cache.direct=on,aio=io_uring" \
@@ -320,7 +324,7 @@ for dev in $DEVICES; do
 		for be in $BACKENDS; do
 			case $be in
 			native) say "native fio on $dev, $q job(s)"; run_native "$dev" "$q" ;;
-			vhost-blk|iothread|aio-native|vhost-user) run_l2 "$be" "$dev" "$q" ;;
+			vhost-blk|vhost-blk-wpv|iothread|aio-native|vhost-user) run_l2 "$be" "$dev" "$q" ;;
 			*) say "unknown back end $be"; fail=1 ;;
 			esac
 		done
