@@ -334,7 +334,7 @@ def fmt(x, f="%.0f"):
 
 def table(results, idle, bb_total, vb_exit):
     lines = []
-    hdr = "%-11s %-6s %-14s %2s %9s %9s %9s %11s %7s %4s %8s" % (
+    hdr = "%-13s %-6s %-14s %2s %9s %9s %9s %11s %7s %4s %8s" % (
         "backend", "device", "workload", "q", "IOPS", "p50 us", "p99 us",
         "insn/IO", "spread", "runs", "slowdown")
     lines.append(hdr)
@@ -347,7 +347,7 @@ def table(results, idle, bb_total, vb_exit):
         if prev and grp != prev:
             lines.append("")
         prev = grp
-        lines.append("%-11s %-6s %-14s %2d %9s %9s %9s %11s %6s%% %4d %8s" % (
+        lines.append("%-13s %-6s %-14s %2d %9s %9s %9s %11s %6s%% %4d %8s" % (
             r["backend"], r["device"], r["workload"], r["queues"], fmt(r["iops"]),
             fmt(r["lat_p50_us"], "%.1f"), fmt(r["lat_p99_us"], "%.1f"),
             "perturbed" if r.get("perturbed") else fmt(r["insn_per_io"]),
