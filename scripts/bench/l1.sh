@@ -268,7 +268,7 @@ start_qsd() {
 }
 
 run_l2() {
-	local be=$1 dev=$2 q=$3 path tag log steps qsd=
+	local be=$1 dev=$2 q=$3 path tag log steps want got qsd=
 	path=$(dev_path "$dev")
 	tag="$be/$dev"
 	log=$OUT/l2-$be-$dev-q$q.log
@@ -306,9 +306,18 @@ run_l2() {
 	# The guest's markers, in order, into the global list.
 	grep -a '^L2-MARK ' "$log" | tr -d '\r' | sed 's/^L2-MARK //' >>"$MARKS"
 	mark "sync $be/$dev/q$q"
+	# Every fio run of the session reports ok or not ok: a guest that
+	# ended early (QEMU exiting with status 0 after the first workload
+	# was seen once) leaves runs that report nothing.
+	want=$(($(echo "$WORKLOADS" | wc -w) * REPS * 2))
+	got=$(grep -ac "^L2-RESULT ok $tag/" "$log")
 	if [ $rc -ne 0 ] || grep -aq '^L2-RESULT not ok' "$log"; then
 		say "L2 session $be/$dev/q$q failed (exit $rc)"
 		grep -a '^L2-RESULT not ok\|^L2-LOG' "$log" | head -20
+		fail=1
+	elif [ "$got" -ne "$want" ]; then
+		say "L2 session $be/$dev/q$q ended early: $got of $want fio runs reported ok (exit $rc)"
+		tail -5 "$log" | sed 's/^/  /'
 		fail=1
 	fi
 }
