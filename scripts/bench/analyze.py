@@ -35,6 +35,7 @@ withheld (null, the estimate kept as insn_per_io_perturbed) and it gives
 no ratio.
 """
 import argparse
+import bisect
 import glob
 import json
 import os
@@ -191,6 +192,15 @@ def l1_clock_ratio(labels, marks):
     return (pts[-1][0] - pts[0][0]) / ((pts[-1][1] - pts[0][1]) / 1e9)
 
 
+def quiet_intervals(ivs, factor=1.5):
+    """The idle intervals [(seq, insns, secs)] whose rate is within FACTOR
+    of the lowest: the first one after an L2 guest's boot carried L1's
+    zeroing of the guest's memory (clear_page_erms) at 4-5x the others'
+    rate, a background that has ended before the runs."""
+    low = min(di / dt for _, di, dt in ivs)
+    return [x for x in ivs if x[1] / x[2] <= factor * low]
+
+
 def fit_cell(runs, b):
     """runs: {(r, s): (I, T, N, fio)}; b idle rate.  Returns per-rep c."""
     reps = sorted({r for r, _ in runs})
@@ -244,14 +254,14 @@ def analyze(raw):
     clock = l1_clock_ratio(labels, marks)
     iv = intervals(labels, marks)
     fio = load_fio(raw)
-    idle, idle_sum = {}, {}
-    for k, (di, dt, _) in iv.items():
+    idle, idle_all, idle_iv = {}, {}, {}
+    for k, (di, dt, seq) in iv.items():
         if k.startswith("idle ") and dt > 0:
-            s = idle_sum.setdefault(re.sub(r"/i\d+$", "", k[5:]), [0, 0.0])
-            s[0] += di
-            s[1] += dt
-    for k, (di, dt) in idle_sum.items():
-        idle[k] = di / dt
+            idle_iv.setdefault(re.sub(r"/i\d+$", "", k[5:]), []).append((seq, di, dt))
+    for k, ivs in idle_iv.items():
+        idle_all[k] = sum(di for _, di, _ in ivs) / sum(dt for _, _, dt in ivs)
+        ivs[:] = quiet_intervals(ivs)
+        idle[k] = sum(di for _, di, _ in ivs) / sum(dt for _, _, dt in ivs)
     cells = {}
     for k, (di, dt, seq) in iv.items():
         if not k.startswith("run "):
@@ -287,9 +297,12 @@ def analyze(raw):
             "insn_per_io_fit": cfit,
             "insn_per_fio_run": a,
             "idle_insn_per_s": b,
+            "idle_insn_per_s_all": idle_all.get("%s/%s/q%d" % (be, dev, q)),
             "naive_insn_per_io": med([v[0] / v[2] for v in lr if v[2]]),
             "host_s_long": med([v[1] for v in lr]),
             "profile_seqs": sorted(v[4] for (r, s), v in runs.items() if s == longest),
+            "_runs": runs,
+            "_idle": idle_iv.get("%s/%s/q%d" % (be, dev, q), []),
         }
         m = re.search(r"qd(\d+)", wl)
         res["qd"] = int(m.group(1)) if m else None
@@ -566,7 +579,6 @@ _usyms = {}
 
 def usym(path, off):
     """Symbol of file offset OFF in ELF PATH (text offset == vaddr here)."""
-    import bisect
     import subprocess
     if path not in _usyms:
         syms = []
@@ -588,12 +600,11 @@ def usym(path, off):
     return "%s:%s" % (base, names[i] if i >= 0 else "?")
 
 
-def profile(results, prof, raw, top=25):
-    """Per-symbol instructions per I/O for each profiled cell."""
-    import bisect
+def kernel_map(raw, prof):
+    """(syms, addrs, stext, etext, l1off) for _symname, None without data."""
     ks = os.path.join(raw, "kallsyms")
     if not os.path.exists(ks) or not prof:
-        return "no profile data (run with --profile)"
+        return None
     syms = load_kallsyms(ks)
     addrs = [a for a, _ in syms]
     stext = next((a for a, n in syms if n == "_stext"), None)
@@ -602,31 +613,43 @@ def profile(results, prof, raw, top=25):
     # vaddr - haddr offset among blocks in [_stext, _etext) is L1's; a block
     # there with another offset belongs to the L2 guest's kernel.
     offs = {}
-    for seq, blocks in prof.items():
+    for blocks in prof.values():
         for va, ha, n in blocks:
             if stext and etext and stext <= va < etext:
                 offs[va - ha] = offs.get(va - ha, 0) + n
     l1off = max(offs, key=offs.get) if offs else None
+    return syms, addrs, stext, etext, l1off
 
+
+def _symname(va, ha, umaps, syms, addrs, stext, etext, l1off):
+    """The name of the block at VA (host address HA) in profile()'s terms."""
+    if va < 0x800000000000:
+        for start, end, off, path in umaps:
+            if start <= va < end:
+                return usym(path, va - start + off)
+    if va < 0x1000000:
+        return "[user: L2 fio (static)]"
+    if va < 0x800000000000:
+        return "[user: L1, other]"
+    if stext and etext and stext <= va < etext and va - ha != l1off:
+        return "[L2 guest kernel]"
+    i = bisect.bisect_right(addrs, va) - 1
+    if i < 0:
+        return "[kernel ?]"
+    if va >= 0xffffffffc0000000 or (stext and etext and stext <= va < etext):
+        return syms[i][1]
+    return "[L2 guest kernel]"
+
+
+def profile(results, prof, raw, top=25):
+    """Per-symbol instructions per I/O for each profiled cell."""
+    km = kernel_map(raw, prof)
+    if km is None:
+        return "no profile data (run with --profile)"
     umaps = []
 
     def sym(va, ha):
-        if va < 0x800000000000:
-            for start, end, off, path in umaps:
-                if start <= va < end:
-                    return usym(path, va - start + off)
-        if va < 0x1000000:
-            return "[user: L2 fio (static)]"
-        if va < 0x800000000000:
-            return "[user: L1, other]"
-        if stext and etext and stext <= va < etext and va - ha != l1off:
-            return "[L2 guest kernel]"
-        i = bisect.bisect_right(addrs, va) - 1
-        if i < 0:
-            return "[kernel ?]"
-        if va >= 0xffffffffc0000000 or (stext and etext and stext <= va < etext):
-            return syms[i][1]
-        return "[L2 guest kernel]"
+        return _symname(va, ha, umaps, *km)
 
     out = []
     for r in results:
@@ -647,6 +670,122 @@ def profile(results, prof, raw, top=25):
         for k, n in sorted(tot.items(), key=lambda kv: -kv[1])[:top]:
             out.append("  %10.0f  %5.1f%%  %s" % (n / ios, n / allin * 100, k))
         out.append("")
+    return "\n".join(out)
+
+
+# Where an I/O's instructions go, by the symbol each block maps to
+# (profile()'s names).  The L1 kernel's split into scheduler/idle/time
+# and the rest is by name, a heuristic.
+CATEGORIES = [
+    "L2 guest kernel", "L2 fio (user)", "L2 fio vDSO, other user",
+    "L1 VMM (QEMU, daemon, libs)", "L1 KVM", "L1 vhost core + vhost_blk",
+    "L1 block driver", "L1 sched, idle, time", "L1 kernel, other", "unprofiled",
+]
+_SCHED = re.compile(r"sched|switch|idle|tick|hrtimer|timer|clock|ttwu|wake|"
+                    r"enqueue|dequeue|load_avg|psi_|rcu|update_curr|pick_next|"
+                    r"nohz|vtime|account|set_next_entity|put_prev|select_task|"
+                    r"finish_task|prepare_task|balance|cpuacct|cgroup_rstat")
+
+
+def category(name):
+    if name == "[L2 guest kernel]":
+        return "L2 guest kernel"
+    if name == "[user: L2 fio (static)]":
+        return "L2 fio (user)"
+    if name == "[user: L1, other]":
+        return "L2 fio vDSO, other user"
+    if not name.startswith("[") and ":" in name:
+        return "L1 VMM (QEMU, daemon, libs)"
+    if name.endswith("[kvm]") or name.endswith("[kvm_amd]"):
+        return "L1 KVM"
+    if re.search(r"\[(vhost|vhost_blk|vhost_iotlb)\]$", name):
+        return "L1 vhost core + vhost_blk"
+    if name.endswith("[brd]") or name.endswith("[null_blk]"):
+        return "L1 block driver"
+    if _SCHED.search(name):
+        return "L1 sched, idle, time"
+    return "L1 kernel, other"
+
+
+def breakdown(results, prof, raw):
+    """Per-category instructions per I/O of every profiled cell, with the
+    estimator of insn_per_io applied to each category (the long run minus
+    the short one, less the category's own idle rate times the time
+    difference, over the I/O difference), from the repetition whose
+    estimate is the cell's median (the lower of the two middle ones of an
+    even count): with an odd count the categories add up to insn_per_io.
+    "unprofiled" is what the plugin's dump left out (profile_pct)."""
+    km = kernel_map(raw, prof)
+    if km is None:
+        return None
+    cells = []
+    for r in results:
+        runs = r.get("_runs") or {}
+        if not runs or not all(v[4] in prof for v in runs.values()):
+            continue
+        umaps = load_maps(raw, "%s-%s-q%d" % (r["backend"], r["device"], r["queues"]))
+        memo = {}
+
+        def cat_of(va, ha):
+            k = (va, ha)
+            if k not in memo:
+                memo[k] = category(_symname(va, ha, umaps, *km))
+            return memo[k]
+
+        def split(seq, total):
+            c = dict.fromkeys(CATEGORIES, 0)
+            for va, ha, n in prof.get(seq, []):
+                c[cat_of(va, ha)] += n
+            c["unprofiled"] += total - sum(c.values())
+            return c
+        # The categories' idle rates, from the intervals the estimator
+        # took its rate from (quiet_intervals()).
+        idl = dict.fromkeys(CATEGORIES, 0.0)
+        idt = 0.0
+        for seq, di, dt in r.get("_idle") or []:
+            if seq in prof:
+                for k, v in split(seq, di).items():
+                    idl[k] += v
+                idt += dt
+        if idt <= 0:
+            continue
+        rate = {k: v / idt for k, v in idl.items()}
+        reps = []
+        for rep in sorted({k[0] for k in runs}):
+            lens = sorted(s for rr, s in runs if rr == rep)
+            if len(lens) < 2:
+                continue
+            I0, T0, N0, _, q0 = runs[(rep, lens[0])]
+            I1, T1, N1, _, q1 = runs[(rep, lens[-1])]
+            if N1 - N0 <= 0:
+                continue
+            a, b = split(q0, I0), split(q1, I1)
+            reps.append({k: ((b[k] - a[k]) - rate[k] * (T1 - T0)) / (N1 - N0)
+                         for k in CATEGORIES})
+        if not reps:
+            continue
+        reps.sort(key=lambda c: sum(c.values()))
+        cells.append((r, reps[(len(reps) - 1) // 2],
+                      {k: (min(c[k] for c in reps), max(c[k] for c in reps)) for k in reps[0]}))
+    if not cells:
+        return None
+    out = ["instructions per I/O by where they run (the median repetition; "
+           "min..max over the repetitions):"]
+    groups = {}
+    for r, med, rng in cells:
+        groups.setdefault((r["device"], r["workload"], r["queues"]), []).append((r, med, rng))
+    for (dev, wl, q), cs in sorted(groups.items()):
+        out.append("")
+        out.append("%s %s q%d" % (dev, wl, q))
+        out.append("  %-30s" % "" + "".join("%22s" % c[0]["backend"] for c in cs))
+        for k in CATEGORIES + ["all"]:
+            row = "  %-30s" % k
+            for _, med, rng in cs:
+                if k == "all":
+                    row += "%22s" % ("%.0f" % sum(med.values()))
+                else:
+                    row += "%22s" % ("%.0f (%.0f..%.0f)" % (med[k], rng[k][0], rng[k][1]))
+            out.append(row)
     return "\n".join(out)
 
 
@@ -706,6 +845,11 @@ def selftest():
     assert l1_clock_ratio(labs, [(0, 0), (1, 0), (10 * 10**9, 0), (30 * 10**9, 0)]) == 1.0
     assert l1_clock_ratio(labs, [(0, 0), (1, 0), (10**9, 0), (3 * 10**9, 0)]) == 10.0
     assert l1_clock_ratio(labs[:2], [(0, 0), (1, 0)]) is None
+    # The idle rate leaves out an interval far above the others (the
+    # L2 guest's memory still being zeroed after its boot).
+    q = quiet_intervals([(1, 24e6, 2.4), (3, 5.0e6, 2.1), (5, 4.8e6, 2.1)])
+    assert [x[0] for x in q] == [3, 5], q
+    assert len(quiet_intervals([(1, 5.0e6, 2.0), (3, 5.5e6, 2.0)])) == 2
     print("analyze: selftest ok")
 
 
@@ -755,8 +899,11 @@ def main():
         f.write(rst_tables(results, rat) + "\n")
     if args.profile:
         p = profile(results, prof, args.raw)
+        b = breakdown(results, prof, args.raw)
         with open(os.path.join(args.out, "profile.txt"), "w") as f:
-            f.write(p + "\n")
+            f.write((b + "\n\n" if b else "") + p + "\n")
+        if b:
+            print("\n" + b)
         print("\nprofile (top symbols per I/O): %s" % os.path.join(args.out, "profile.txt"))
     clean = [{k: v for k, v in r.items() if not k.startswith("_") and k != "profile_seqs"}
              for r in results]
