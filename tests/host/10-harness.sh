@@ -170,4 +170,13 @@ STOP"
 else
 	skip "harness: qmp.py against QEMU" "no $qemu"
 fi
+
+# make bench's estimator (per-I/O cost, idle rate, targets) on synthetic
+# runs with known answers.
+if out=$(python3 "$VB_REPO/scripts/bench/analyze.py" --selftest 2>&1); then
+	ok "harness: bench estimator selftest (analyze.py --selftest)"
+else
+	notok "harness: bench estimator selftest (analyze.py --selftest)"
+	printf '%s\n' "$out" | tail -5 | sed 's/^/# /'
+fi
 tap_done
