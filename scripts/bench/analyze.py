@@ -68,7 +68,8 @@ def parse_plugin(path):
             m = rp.match(line)
             if m:
                 prof.setdefault(int(m.group(1)), []).append(
-                    (int(m.group(2), 16), int(m.group(3), 16), int(m.group(4))))
+                    (int(m.group(2), 16), int(m.group(3), 16), int(m.group(4)),
+                     int(m.group(5))))
                 continue
             m = rb.match(line)
             if m:
@@ -614,7 +615,7 @@ def kernel_map(raw, prof):
     # there with another offset belongs to the L2 guest's kernel.
     offs = {}
     for blocks in prof.values():
-        for va, ha, n in blocks:
+        for va, ha, n, _ in blocks:
             if stext and etext and stext <= va < etext:
                 offs[va - ha] = offs.get(va - ha, 0) + n
     l1off = max(offs, key=offs.get) if offs else None
@@ -659,7 +660,7 @@ def profile(results, prof, raw, top=25):
         umaps[:] = load_maps(raw, "%s-%s-q%d" % (r["backend"], r["device"], r["queues"]))
         tot = {}
         for s in seqs:
-            for va, ha, n in prof.get(s, []):
+            for va, ha, n, _ in prof.get(s, []):
                 k = sym(va, ha)
                 tot[k] = tot.get(k, 0) + n
         # Per I/O: divide by the I/Os of the profiled (long) runs.
@@ -679,12 +680,22 @@ def profile(results, prof, raw, top=25):
 CATEGORIES = [
     "L2 guest kernel", "L2 fio (user)", "L2 fio vDSO, other user",
     "L1 VMM (QEMU, daemon, libs)", "L1 KVM", "L1 vhost core + vhost_blk",
-    "L1 block driver", "L1 sched, idle, time", "L1 kernel, other", "unprofiled",
+    "L1 block driver", "L1 sched, idle, time", "L1 bio, pinning, copies",
+    "L1 syscalls, files, poll", "L1 interrupts, entry", "L1 kernel, other",
+    "unprofiled",
 ]
 _SCHED = re.compile(r"sched|switch|idle|tick|hrtimer|timer|clock|ttwu|wake|"
                     r"enqueue|dequeue|load_avg|psi_|rcu|update_curr|pick_next|"
                     r"nohz|vtime|account|set_next_entity|put_prev|select_task|"
-                    r"finish_task|prepare_task|balance|cpuacct|cgroup_rstat")
+                    r"finish_task|prepare_task|balance|cpuacct|cgroup_rstat|"
+                    r"ktime|timekeeping")
+_BIO = re.compile(r"bio|blk_|blkdev|submit_|gup|get_user_pages|pin_user|unpin|"
+                  r"iov_iter|iter_|copy_|copyin|copyout|check_object|check_heap|"
+                  r"check_stack|virt_addr_valid|mempool|folio|page")
+_SYSCALL = re.compile(r"sys|io_uring|io_|poll|eventfd|fget|fput|fdget|vfs_|file|"
+                      r"aio|security_|apparmor|aa_|rw_verify|fsnotify|futex")
+_IRQ = re.compile(r"irq|apic|smp_call|ipi|entry|exit_to|sysret|x2apic|"
+                  r"flush_smp|nmi|native_|interrupt")
 
 
 def category(name):
@@ -702,9 +713,22 @@ def category(name):
         return "L1 vhost core + vhost_blk"
     if name.endswith("[brd]") or name.endswith("[null_blk]"):
         return "L1 block driver"
-    if _SCHED.search(name):
-        return "L1 sched, idle, time"
+    for rx, cat in ((_SCHED, "L1 sched, idle, time"), (_BIO, "L1 bio, pinning, copies"),
+                    (_SYSCALL, "L1 syscalls, files, poll"), (_IRQ, "L1 interrupts, entry")):
+        if rx.search(name):
+            return cat
     return "L1 kernel, other"
+
+
+# Events per I/O: executions of the block at a function's entry (one per
+# call) in L1's modules.
+EVENTS = [
+    ("L2 entries (svm_vcpu_run)", "svm_vcpu_run"),
+    ("L2 halts (kvm_vcpu_halt)", "kvm_vcpu_halt"),
+    ("kicks (ioeventfd_write)", "ioeventfd_write"),
+    ("interrupts (irqfd_wakeup)", "irqfd_wakeup"),
+    ("vhost-blk passes", "vhost_blk_handle_kick"),
+]
 
 
 def breakdown(results, prof, raw):
@@ -714,10 +738,15 @@ def breakdown(results, prof, raw):
     difference, over the I/O difference), from the repetition whose
     estimate is the cell's median (the lower of the two middle ones of an
     even count): with an odd count the categories add up to insn_per_io.
-    "unprofiled" is what the plugin's dump left out (profile_pct)."""
+    "unprofiled" is what the plugin's dump left out (profile_pct).  Then
+    the EVENTS per I/O, by the same estimator."""
     km = kernel_map(raw, prof)
     if km is None:
         return None
+    fns = dict((fn, e) for e, fn in EVENTS)
+    entries = {a: fns[n.split()[0]] for a, n in km[0]
+               if n.split()[0] in fns and a >= 0xffffffffc0000000}
+    keys = CATEGORIES + [e for e, _ in EVENTS]
     cells = []
     for r in results:
         runs = r.get("_runs") or {}
@@ -733,14 +762,16 @@ def breakdown(results, prof, raw):
             return memo[k]
 
         def split(seq, total):
-            c = dict.fromkeys(CATEGORIES, 0)
-            for va, ha, n in prof.get(seq, []):
+            c = dict.fromkeys(CATEGORIES + [e for e, _ in EVENTS], 0)
+            for va, ha, n, execs in prof.get(seq, []):
                 c[cat_of(va, ha)] += n
-            c["unprofiled"] += total - sum(c.values())
+                if va in entries:
+                    c[entries[va]] += execs
+            c["unprofiled"] += total - sum(c[k] for k in CATEGORIES)
             return c
         # The categories' idle rates, from the intervals the estimator
         # took its rate from (quiet_intervals()).
-        idl = dict.fromkeys(CATEGORIES, 0.0)
+        idl = dict.fromkeys(keys, 0.0)
         idt = 0.0
         for seq, di, dt in r.get("_idle") or []:
             if seq in prof:
@@ -761,10 +792,10 @@ def breakdown(results, prof, raw):
                 continue
             a, b = split(q0, I0), split(q1, I1)
             reps.append({k: ((b[k] - a[k]) - rate[k] * (T1 - T0)) / (N1 - N0)
-                         for k in CATEGORIES})
+                         for k in keys})
         if not reps:
             continue
-        reps.sort(key=lambda c: sum(c.values()))
+        reps.sort(key=lambda c: sum(c[k] for k in CATEGORIES))
         cells.append((r, reps[(len(reps) - 1) // 2],
                       {k: (min(c[k] for c in reps), max(c[k] for c in reps)) for k in reps[0]}))
     if not cells:
@@ -778,13 +809,15 @@ def breakdown(results, prof, raw):
         out.append("")
         out.append("%s %s q%d" % (dev, wl, q))
         out.append("  %-30s" % "" + "".join("%22s" % c[0]["backend"] for c in cs))
-        for k in CATEGORIES + ["all"]:
+        for k in CATEGORIES + ["all"] + [e for e, _ in EVENTS]:
             row = "  %-30s" % k
             for _, med, rng in cs:
                 if k == "all":
-                    row += "%22s" % ("%.0f" % sum(med.values()))
-                else:
+                    row += "%22s" % ("%.0f" % sum(med[c] for c in CATEGORIES))
+                elif k in CATEGORIES:
                     row += "%22s" % ("%.0f (%.0f..%.0f)" % (med[k], rng[k][0], rng[k][1]))
+                else:
+                    row += "%22s" % ("%.2f (%.2f..%.2f)" % (med[k], rng[k][0], rng[k][1]))
             out.append(row)
     return "\n".join(out)
 
