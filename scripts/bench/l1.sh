@@ -36,6 +36,13 @@
 #   VHOST_BLK_BENCH_TOOLS      dir with vbmark
 #   VHOST_BLK_BENCH_L2_ENGINE  fio engine in L2 (default libaio)
 #   VHOST_BLK_BENCH_FIO_EXTRA  more fio options for every run (default none)
+#   VHOST_BLK_BENCH_VCPU_CPUS  L1 CPU list (taskset -c) for the L2 VMM: its
+#                              vCPU and main threads (default: not pinned)
+#   VHOST_BLK_BENCH_IO_CPUS    L1 CPU list for the I/O threads, pinned once
+#                              the L2 guest has booted: vhost workers
+#                              ("vhost-PID", kernel thread or VMM thread),
+#                              the VMM's iothread ("IO io0"), the storage
+#                              daemon (default: not pinned)
 #   VHOST_BLK_BENCH_POLL       1: keep the spin-waits of production, KVM's
 #                              halt polling in L1 and the QEMU iothreads'
 #                              adaptive polling; default 0: both off
@@ -53,6 +60,30 @@ IDLE=${VHOST_BLK_BENCH_IDLE:-$SECS}
 TOOLS=${VHOST_BLK_BENCH_TOOLS:?}
 L2ENGINE=${VHOST_BLK_BENCH_L2_ENGINE:-libaio}
 MARK=$TOOLS/vbmark
+VCPU_CPUS=${VHOST_BLK_BENCH_VCPU_CPUS:-}
+IO_CPUS=${VHOST_BLK_BENCH_IO_CPUS:-}
+# on CPUS: the taskset prefix for CPUS (nothing for an empty list).
+on() {
+	[ -z "$1" ] || echo taskset -c "$1"
+}
+# pin_io PID: move the I/O threads of VMM PID to IO_CPUS.
+pin_io() {
+	local p=$1 t
+	for t in $(pgrep -x "vhost-$p") /proc/"$p"/task/*; do
+		t=${t##*/}
+		case $(cat "/proc/$t/comm" 2>/dev/null) in
+		vhost-* | "IO io0") taskset -pc "$IO_CPUS" "$t" >/dev/null ;;
+		esac
+	done
+}
+# The allowed CPUs of every thread of PID and of its vhost kernel threads.
+where() {
+	local t
+	for t in $(pgrep -x "vhost-$1") /proc/"$1"/task/*; do
+		t=${t##*/}
+		printf '%s=%s ' "$(tr ' ' _ <"/proc/$t/comm")" "$(taskset -pc "$t" | sed 's/.*: //')"
+	done
+}
 MARKS=$OUT/marks.txt
 fail=0
 
@@ -252,7 +283,8 @@ start_qsd() {
 	local dev=$1 path=$2 q=$3
 	rm -f /tmp/vub.sock
 	[ -x "$QSD" ] || { echo "no qemu-storage-daemon ('$QSD')" >"$OUT/qsd-$dev-q$q.log"; return 1; }
-	"$QSD" \
+	# shellcheck disable=SC2046 # the taskset prefix
+	$(on "$IO_CPUS") "$QSD" \
 		--blockdev "driver=$(dev_driver "$dev"),node-name=d0,filename=$path,cache.direct=on,aio=io_uring" \
 		--export "type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path=/tmp/vub.sock,writable=on,num-queues=$q" \
 		>"$OUT/qsd-$dev-q$q.log" 2>&1 &
@@ -286,7 +318,7 @@ run_l2() {
 	fi
 	say "L2 on $be ($dev, $q queue(s)): $(echo "$WORKLOADS" | wc -w) workloads x $REPS x (${SECS}+$((SECS * 3)))s"
 	# shellcheck disable=SC2046 # word lists
-	"$REPO/scripts/guest/l2.sh" --quiet --steps "$steps" --log "$log" \
+	$(on "$VCPU_CPUS") "$REPO/scripts/guest/l2.sh" --quiet --steps "$steps" --log "$log" \
 		--timeout "${VHOST_BLK_BENCH_L2_TIMEOUT:-1800}" --smp "$q" --mem "$L2MEM" -- \
 		$(backend_args "$be" "$path" "$q" "$dev") 2>"$log.err" &
 	local l2pid=$! rc
@@ -298,6 +330,8 @@ run_l2() {
 	done
 	for p in $(pgrep -P "$l2pid") $qsd; do
 		cat "/proc/$p/maps" >"$OUT/maps-$be-$dev-q$q-$p" 2>/dev/null
+		[ -z "$IO_CPUS" ] || pin_io "$p"
+		[ -z "$VCPU_CPUS$IO_CPUS" ] || say "threads on CPUs: $(where "$p")"
 	done
 	wait "$l2pid"
 	rc=$?
