@@ -55,8 +55,11 @@ BACKEND_DESC = {
 
 
 def parse_plugin(path):
-    marks, bb_total, vb_exit, prof = [], None, None, {}
+    """(marks [(ns, total)], bb.c total, vbcount exit total, profile
+    {seq: [(vaddr, haddr, insns, execs)]}, per-vCPU totals at each mark)."""
+    marks, bb_total, vb_exit, prof, cpus = [], None, None, {}, []
     rx = re.compile(r"^vbcount: mark (\d+) ns=(\d+) total=(\d+)")
+    rc = re.compile(r" cpu\d+=(\d+)")
     rp = re.compile(r"^vbcount: prof (\d+) (0x[0-9a-f]+) (0x[0-9a-f]+) (\d+) (\d+)")
     rb = re.compile(r"^CPU\d+: bb's: \d+, insns: (\d+)")
     with open(path, errors="replace") as f:
@@ -64,6 +67,7 @@ def parse_plugin(path):
             m = rx.match(line)
             if m:
                 marks.append((int(m.group(2)), int(m.group(3))))
+                cpus.append([int(x) for x in rc.findall(line)])
                 continue
             m = rp.match(line)
             if m:
@@ -78,7 +82,7 @@ def parse_plugin(path):
             m = re.match(r"^vbcount: exit ns=\d+ total=(\d+)", line)
             if m:
                 vb_exit = int(m.group(1))
-    return marks, bb_total, vb_exit, prof
+    return marks, bb_total, vb_exit, prof, cpus
 
 
 def fio_metrics(js):
@@ -193,6 +197,13 @@ def l1_clock_ratio(labels, marks):
     return (pts[-1][0] - pts[0][0]) / ((pts[-1][1] - pts[0][1]) / 1e9)
 
 
+def _med_lists(lists):
+    """Element-wise median of equal-length lists (None for none)."""
+    if not lists:
+        return None
+    return [statistics.median(xs) for xs in zip(*lists)]
+
+
 def quiet_intervals(ivs, factor=1.5):
     """The idle intervals [(seq, insns, secs)] whose rate is within FACTOR
     of the lowest: the first one after an L2 guest's boot carried L1's
@@ -234,7 +245,7 @@ def lstsq_a_c(points):
 
 
 def analyze(raw):
-    marks, bb_total, vb_exit, prof = parse_plugin(os.path.join(raw, "plugin.log"))
+    marks, bb_total, vb_exit, prof, cpus = parse_plugin(os.path.join(raw, "plugin.log"))
     with open(os.path.join(raw, "marks.txt")) as f:
         labels = [l.strip() for l in f if l.strip()]
     if len(labels) < len(marks):
@@ -254,6 +265,16 @@ def analyze(raw):
         labels, marks = labels[:n], marks[:n]
     clock = l1_clock_ratio(labels, marks)
     iv = intervals(labels, marks)
+    # Per L1 vCPU, busiest first: instructions of each interval (by its
+    # end marker), to see which CPU a cell saturates.
+    begin, by_cpu = {}, {}
+    for i, lab in enumerate(labels):
+        if lab.endswith(" begin"):
+            begin[lab[:-6]] = i
+        elif lab.endswith(" end") and lab[:-4] in begin and i < len(cpus):
+            b = begin.pop(lab[:-4])
+            if len(cpus[i]) == len(cpus[b]) > 1:
+                by_cpu[i] = sorted((y - x for x, y in zip(cpus[b], cpus[i])), reverse=True)
     fio = load_fio(raw)
     idle, idle_all, idle_iv = {}, {}, {}
     for k, (di, dt, seq) in iv.items():
@@ -302,6 +323,12 @@ def analyze(raw):
             "naive_insn_per_io": med([v[0] / v[2] for v in lr if v[2]]),
             "host_s_long": med([v[1] for v in lr]),
             "profile_seqs": sorted(v[4] for (r, s), v in runs.items() if s == longest),
+            # The long runs' instructions per I/O and per second on each
+            # L1 vCPU, busiest first (background included).
+            "cpu_insn_per_io_long": _med_lists([[c / v[2] for c in by_cpu[v[4]]]
+                                                for v in lr if v[4] in by_cpu and v[2]]),
+            "cpu_insn_per_s_long": _med_lists([[c / v[1] for c in by_cpu[v[4]]]
+                                               for v in lr if v[4] in by_cpu and v[1] > 0]),
             "_runs": runs,
             "_idle": idle_iv.get("%s/%s/q%d" % (be, dev, q), []),
         }
@@ -818,6 +845,11 @@ def breakdown(results, prof, raw):
                     row += "%22s" % ("%.0f (%.0f..%.0f)" % (med[k], rng[k][0], rng[k][1]))
                 else:
                     row += "%22s" % ("%.2f (%.2f..%.2f)" % (med[k], rng[k][0], rng[k][1]))
+            out.append(row)
+        for k, f in (("cpu_insn_per_io_long", "%.0f"), ("cpu_insn_per_s_long", "%.1e")):
+            row = "  %-30s" % ("L1 vCPUs, %s" % ("insn/IO" if "io" in k[8:] else "insn/s"))
+            for r, _, _ in cs:
+                row += "%22s" % " / ".join(f % x for x in (r.get(k) or []))
             out.append(row)
     return "\n".join(out)
 
