@@ -222,6 +222,9 @@ backend_args() {
 	vhost-blk-wpv)
 		echo "-device vhost-blk-pci,backend=$path,num-queues=$q,worker-per-virtqueue=on" ;;
 	iothread)
+		# QEMU names its threads (the iothread "IO io0") only with
+		# debug-threads=on: pin_io needs the name.
+		[ -z "$IO_CPUS" ] || echo "-name l2,debug-threads=on"
 		echo "-object $IOTHREAD" \
 			"-blockdev node-name=d0,driver=$drv,filename=$path,cache.direct=on,aio=io_uring" \
 			"-device virtio-blk-pci,drive=d0,iothread=io0,num-queues=$q" ;;
