@@ -758,7 +758,7 @@ EVENTS = [
 ]
 
 
-def breakdown(results, prof, raw):
+def breakdown_data(results, prof, raw):
     """Per-category instructions per I/O of every profiled cell, with the
     estimator of insn_per_io applied to each category (the long run minus
     the short one, less the category's own idle rate times the time
@@ -766,10 +766,11 @@ def breakdown(results, prof, raw):
     estimate is the cell's median (the lower of the two middle ones of an
     even count): with an odd count the categories add up to insn_per_io.
     "unprofiled" is what the plugin's dump left out (profile_pct).  Then
-    the EVENTS per I/O, by the same estimator."""
+    the EVENTS per I/O, by the same estimator.  Returns [(result, median
+    repetition {key: value}, {key: (min, max)})]."""
     km = kernel_map(raw, prof)
     if km is None:
-        return None
+        return []
     fns = dict((fn, e) for e, fn in EVENTS)
     entries = {a: fns[n.split()[0]] for a, n in km[0]
                if n.split()[0] in fns and a >= 0xffffffffc0000000}
@@ -825,6 +826,12 @@ def breakdown(results, prof, raw):
         reps.sort(key=lambda c: sum(c[k] for k in CATEGORIES))
         cells.append((r, reps[(len(reps) - 1) // 2],
                       {k: (min(c[k] for c in reps), max(c[k] for c in reps)) for k in reps[0]}))
+    return cells
+
+
+def breakdown(results, prof, raw):
+    """breakdown_data() as text: a table per workload, back ends as columns."""
+    cells = breakdown_data(results, prof, raw)
     if not cells:
         return None
     out = ["instructions per I/O by where they run (the median repetition; "
