@@ -19,7 +19,7 @@
  * at each marker, prints the blocks executed since the previous marker
  * (virtual address, host address of the code, instructions, executions),
  * most expensive first, up to the share of the interval given by
- * profile_pct (default 99.5).  scripts/bench/profile.py maps them to
+ * profile_pct (default 99.5).  scripts/bench/profiles.py maps them to
  * kernel symbols.
  *
  * Output (qemu_plugin_outs, i.e. "-d plugin -D FILE"):
