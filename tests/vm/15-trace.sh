@@ -8,8 +8,11 @@
 # (dev, vq, head), with a valid status and a latency; attach and detach
 # events must be there too.  Then the same with perf trace, trace-cmd
 # and bpftrace (linux-perf, trace-cmd, bpftrace packages), each over its own
-# short stress run: perf trace and trace-cmd output is paired the same
-# way; bpftrace counts starts and completions and builds the latency
+# short stress run: trace-cmd's output is paired the same way; perf trace,
+# which misses a few events on this test bed, is checked against ftrace's
+# record of the same run (every event it prints is the kernel's, field for
+# field, and it shows at least 95 % of them; the kernel's record pairs);
+# bpftrace counts starts and completions and builds the latency
 # histogram of Documentation/vhost-blk.rst, every completion in a bucket.
 # Last, one fio job in an L2 guest on vhost-blk-pci (scripts/guest/l2.sh,
 # nested TCG by default: several minutes) with the events enabled here:
@@ -33,19 +36,29 @@ if [ ! -x "$TOOL" ] || [ ! -d $T/events/vhost_blk ]; then
 	finish
 fi
 
-echo 0 >$T/tracing_on
-: >$T/trace
-echo 8192 >$T/buffer_size_kb
-echo 1 >$T/events/vhost_blk/enable
-echo 1 >$T/tracing_on
+# ftrace_start: the vhost_blk events into an empty 8 MiB-per-CPU ftrace
+# buffer.  ftrace_stop FILE: stop, the record into FILE, and the buffer
+# and the events back as the suites after this one expect.
+ftrace_start() {
+	echo 0 >$T/tracing_on
+	: >$T/trace
+	echo 8192 >$T/buffer_size_kb
+	echo 1 >$T/events/vhost_blk/enable
+	echo 1 >$T/tracing_on
+}
+ftrace_stop() {
+	echo 0 >$T/tracing_on
+	echo 0 >$T/events/vhost_blk/enable
+	cat $T/trace >"$1"
+	: >$T/trace
+	echo 1408 >$T/buffer_size_kb
+}
+
+ftrace_start
 timeout $((SECS + 240)) "$TOOL" --dev $DEV --seconds "$SECS" --queues 4 >/tmp/vblk_trace_stress.log 2>&1
 rc=$?
-echo 0 >$T/tracing_on
-echo 0 >$T/events/vhost_blk/enable
 out=/tmp/vblk_trace.txt
-cat $T/trace >$out
-: >$T/trace
-echo 1408 >$T/buffer_size_kb
+ftrace_stop $out
 
 if [ "$rc" -eq 0 ]; then
 	ok "trace: vblk_stress with the events enabled ($(tail -n 1 /tmp/vblk_trace_stress.log))"
@@ -151,31 +164,82 @@ tool_run() {
 	ok "$name: ran the stress with the events enabled"
 }
 
+# covers KERNEL TOOL: TOOL's events against KERNEL's, ftrace's record of
+# the same run, each event compared whole ("vhost_blk_req_done: dev=1 vq=0
+# head=3 ... latency_ns=1234"); prints the kernel's count, the tool's, how
+# many of the tool's are none of the kernel's (a field decoded wrong, or an
+# event made up) and how many of the kernel's the tool shows.
+covers() {
+	awk '
+	!match($0, /vhost_blk_[a-z_]+: .*/) { next }
+	{ e = substr($0, RSTART, RLENGTH); sub(/[[:space:]]+$/, "", e) }
+	FILENAME == ARGV[1] { k[e]++; nk++; next }
+	{ t[e]++; nt++; if (!(e in k)) unknown++ }
+	END {
+		for (e in t) if (e in k) shown += t[e] < k[e] ? t[e] : k[e]
+		printf "%d %d %d %d\n", nk, nt, unknown, shown
+	}' "$1" "$2"
+}
+# perf trace reads the events through perf's ring buffers and, on this test
+# bed, misses a few without a LOST record (session 10: in 9 of 90 runs of
+# this stress, 1 to 54 of 4,800-8,600 events, at most 0.63 %), while
+# ftrace recording the same run had all of them, every start paired with
+# its done.  So ftrace records the same run: the kernel's record must pair as
+# above, every event perf trace printed must be one of the kernel's, field
+# for field, and perf trace must show at least PERF_MIN_PCT % of them.
+PERF_MIN_PCT=95
+# perf_covers KERNEL TOOL: true when TOOL's record passes that rule;
+# sets nk nt unknown shown.
+perf_covers() {
+	read -r nk nt unknown shown <<<"$(covers "$1" "$2")"
+	[ "$nk" -ge 10 ] && [ "$unknown" -eq 0 ] && [ $((shown * 100)) -ge $((nk * PERF_MIN_PCT)) ]
+}
+
+prc=1
 if ! command -v perf >/dev/null; then
 	notok "perf trace: perf installed (linux-perf)"
-elif tool_run "perf trace" perf trace -a --no-syscalls --sort-events --libtraceevent_print -e 'vhost_blk:*' \
-	-o /tmp/vblk_perf.txt -- $STRESS; then
+else
+	ftrace_start
+	tool_run "perf trace" perf trace -a --no-syscalls --sort-events --libtraceevent_print -e 'vhost_blk:*' \
+		-o /tmp/vblk_perf.txt -- $STRESS
+	prc=$?
+	ftrace_stop /tmp/vblk_perf.kernel
+fi
+if [ $prc -eq 0 ]; then
 	# "vhost_blk:vhost_blk_req_done(dev=1 vq=0 head=3 ...)" as ftrace
 	# prints it.  (Without --libtraceevent_print perf trace names the
 	# fields, "req_head: 3", and its status did not read as a number for
-	# most completions.  Without --sort-events it prints each CPU's
-	# events as they come: on 6.12 a request's start on one CPU once came
-	# after its completion on the other, a false "orphan" completion.)
+	# most completions.)
 	sed -nE 's/.*vhost_blk:(vhost_blk_[a-z_]+)\((.*)\)[[:space:]]*$/\1|\2/p; /LOST [0-9]+ events/p' \
 		/tmp/vblk_perf.txt | awk -F'|' '
 		/LOST/ { print "LOST 1 EVENTS"; next }
 		{ a = $2; gsub(/: /, "=", a); gsub(/, /, " ", a); sub(/req_head=/, "head=", a); print $1 ": " a }' \
 		>/tmp/vblk_perf.norm
-	if ! tool_pairs "perf trace" /tmp/vblk_perf.norm; then
+	tool_pairs "perf trace, ftrace's record of the same run" /tmp/vblk_perf.kernel
+	perf_covers /tmp/vblk_perf.kernel /tmp/vblk_perf.norm
+	prc=$?
+	echo "# perf trace: printed $nt events, $shown of the kernel's $nk ($((nk - shown)) not shown), $unknown not the kernel's"
+	if [ $prc -eq 0 ]; then
+		ok "perf trace: its $nt events are the kernel's, field for field, $shown of $nk (>= $PERF_MIN_PCT %)"
+	else
+		notok "perf trace: $nt events, $unknown not the kernel's, $shown of the kernel's $nk shown (< $PERF_MIN_PCT % or none)"
 		grep -m 3 vhost_blk_req_done /tmp/vblk_perf.txt | sed 's/^/# raw: /'
-		# Kept for the post-mortem: one run in about ten has shown a
-		# completion without its start here (never in ftrace's or
-		# trace-cmd's record of the same stress).
-		cp /tmp/vblk_perf.txt /tmp/vblk_perf.norm "$VHOST_BLK_OUT/" 2>/dev/null
-		echo "# perf trace's output: $VHOST_BLK_OUT/vblk_perf.txt"
+		cp /tmp/vblk_perf.txt /tmp/vblk_perf.norm /tmp/vblk_perf.kernel "$VHOST_BLK_OUT/" 2>/dev/null
+		echo "# perf trace's output and ftrace's: $VHOST_BLK_OUT/vblk_perf.*"
+	fi
+	# Negative control: perf trace's record with one completion's status
+	# changed, and with every other event dropped, must both fail it.
+	awk '!d && /vhost_blk_req_done:/ { d = sub(/ status=[0-9]+/, " status=9") } { print }' \
+		/tmp/vblk_perf.norm >/tmp/vblk_perf.bad
+	awk 'NR % 2' /tmp/vblk_perf.norm >/tmp/vblk_perf.half
+	if ! perf_covers /tmp/vblk_perf.kernel /tmp/vblk_perf.bad &&
+	   ! perf_covers /tmp/vblk_perf.kernel /tmp/vblk_perf.half; then
+		ok "perf trace: negative control: a changed status and half the events dropped are caught"
+	else
+		notok "perf trace: negative control: a changed status or half the events dropped went unnoticed"
 	fi
 fi
-rm -f /tmp/vblk_perf.txt /tmp/vblk_perf.norm
+rm -f /tmp/vblk_perf.txt /tmp/vblk_perf.norm /tmp/vblk_perf.kernel /tmp/vblk_perf.bad /tmp/vblk_perf.half
 
 if ! command -v trace-cmd >/dev/null; then
 	notok "trace-cmd: trace-cmd installed"
@@ -239,22 +303,14 @@ check trace-fio fio --name=trace --filename=/dev/vda --direct=1 \
 awk '/"(read|write|trim|sync)" : \{/ { s = \$1; gsub(/"/, "", s) }
 	/"total_ios"/ { v = \$3; sub(/,/, "", v); print "L2-FIO " s " " v }' /tmp/fio.json
 STEPS
-	echo 0 >$T/tracing_on
-	: >$T/trace
-	echo 8192 >$T/buffer_size_kb
-	echo 1 >$T/events/vhost_blk/enable
-	echo 1 >$T/tracing_on
+	ftrace_start
 	t0=$(date +%s)
 	"$VB_REPO/scripts/guest/l2.sh" --steps "$steps" --log "$log" --timeout 300 -- \
 		-device vhost-blk-pci,backend=/dev/ram1,num-queues=1 2>/tmp/vblk_trace_l2.err
 	rc=$?
-	echo 0 >$T/tracing_on
-	echo 0 >$T/events/vhost_blk/enable
-	rm -f "$steps"
 	out=/tmp/vblk_trace_l2.txt
-	cat $T/trace >$out
-	: >$T/trace
-	echo 1408 >$T/buffer_size_kb
+	ftrace_stop $out
+	rm -f "$steps"
 	echo "# fio in L2: $(grep -o 'accel=.*' /tmp/vblk_trace_l2.err | tail -n 1), case $(($(date +%s) - t0)) s"
 	fio_r=$(tr -d '\r' <"$log" | awk '$1 == "L2-FIO" && $2 == "read" { print $3 }')
 	fio_w=$(tr -d '\r' <"$log" | awk '$1 == "L2-FIO" && $2 == "write" { print $3 }')
